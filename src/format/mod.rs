@@ -1,0 +1,8 @@
+//! Encodings of everything stored in a vault. No I/O here: bytes in, values out (see docs/format.md).
+
+pub mod config;
+pub mod ids;
+pub mod index;
+pub mod pack;
+pub mod point;
+pub mod tree;

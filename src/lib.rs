@@ -1,0 +1,11 @@
+//! coffer: encrypted, deduplicating backups of Linux machines into a vault, browsable without a full restore.
+//!
+//! Data flows one way: sources -> chunker -> vault -> store on the way in; store -> vault -> view -> restore on the
+//! way out. See docs/architecture.md for the map and the invariants.
+
+pub mod chunker;
+pub mod crypto;
+pub mod format;
+pub mod store;
+pub mod util;
+pub mod vault;

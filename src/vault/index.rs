@@ -1,0 +1,101 @@
+//! The in-memory index: blob id -> pack and position, merged from every index file.
+
+use crate::format::ids::{BlobKind, PackId};
+use crate::format::index::IndexPack;
+use crate::format::pack::BlobEntry;
+use std::collections::HashMap;
+
+/// Where a blob is stored. `pack` indexes `Index::packs`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Location {
+    pub pack: u32,
+    pub kind: BlobKind,
+    pub flags: u8,
+    pub offset: u32,
+    pub length: u32,
+    pub raw_len: u32,
+}
+
+/// A pack known to the index.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PackInfo {
+    pub id: PackId,
+    pub size: u64,
+}
+
+/// All blobs of the vault that index files list. A blob listed in several packs keeps its first location.
+#[derive(Default)]
+pub struct Index {
+    blobs: HashMap<[u8; 32], Location>,
+    packs: Vec<PackInfo>,
+    pack_numbers: HashMap<PackId, u32>,
+}
+
+impl Index {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds every blob of one pack.
+    pub fn add_pack(&mut self, pack: &IndexPack) {
+        let n = match self.pack_numbers.get(&pack.id) {
+            Some(&n) => n,
+            None => {
+                let n = self.packs.len() as u32;
+                self.packs.push(PackInfo { id: pack.id, size: pack.size });
+                self.pack_numbers.insert(pack.id, n);
+                n
+            }
+        };
+        for b in &pack.blobs {
+            self.blobs.entry(b.id).or_insert(Location {
+                pack: n,
+                kind: b.kind,
+                flags: b.flags,
+                offset: b.offset,
+                length: b.length,
+                raw_len: b.raw_len,
+            });
+        }
+    }
+
+    pub fn get(&self, id: &[u8; 32]) -> Option<Location> {
+        self.blobs.get(id).copied()
+    }
+
+    pub fn contains(&self, id: &[u8; 32]) -> bool {
+        self.blobs.contains_key(id)
+    }
+
+    pub fn pack(&self, n: u32) -> PackInfo {
+        self.packs[n as usize]
+    }
+
+    pub fn has_pack(&self, id: &PackId) -> bool {
+        self.pack_numbers.contains_key(id)
+    }
+
+    pub fn packs(&self) -> &[PackInfo] {
+        &self.packs
+    }
+
+    pub fn len(&self) -> usize {
+        self.blobs.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.blobs.is_empty()
+    }
+
+    /// The index entry of a located blob, as stored in index files and pack headers.
+    pub fn entry(id: [u8; 32], loc: &Location) -> BlobEntry {
+        BlobEntry {
+            kind: loc.kind,
+            flags: loc.flags,
+            id,
+            offset: loc.offset,
+            length: loc.length,
+            raw_len: loc.raw_len,
+        }
+    }
+}

@@ -1,0 +1,292 @@
+//! The vault: a store plus the keys to read it, the loaded index, and the rules for adding to it.
+//!
+//! Invariants (see docs/architecture.md):
+//! - Objects are only ever created, never rewritten; a backup adds packs, then index files, then its point record.
+//! - A blob is in the in-memory index only once the pack holding it is durably stored.
+//! - Every blob read is decrypted, decompressed and checked against its id before use.
+
+mod blob;
+mod index;
+mod keys;
+mod points;
+mod writer;
+
+pub use blob::{OpenError, SealedBlob};
+pub use index::{Index, Location, PackInfo};
+pub use keys::KeyInfo;
+pub use points::{PointFilter, resolve_point};
+pub use writer::{BlobWriter, WriteStats};
+
+use crate::chunker::{Chunker, ChunkerParams};
+use crate::crypto::Keys;
+use crate::format::config::{CONFIG_NAME, FORMAT_NAME, VAULT_VERSION, VaultConfig};
+use crate::format::ids::{BlobKind, KeyId, PackId, TreeId};
+use crate::format::index::{IndexFile, IndexPack, index_name};
+use crate::format::pack::{self, TRAILER_LEN, pack_name};
+use crate::format::tree::Tree;
+use crate::store::{Store, StoreError};
+use rayon::prelude::*;
+use std::sync::{Arc, RwLock, RwLockReadGuard};
+
+/// Errors of vault operations; each message is one line naming what is at fault.
+#[derive(Debug, thiserror::Error)]
+pub enum VaultError {
+    #[error("no vault at {0} (create one with 'coffer init')")]
+    NoVault(String),
+    #[error("a vault already exists at {0}")]
+    Exists(String),
+    #[error("{0} is not a coffer vault")]
+    NotAVault(String),
+    #[error("vault format version {found} is newer than this program supports ({supported}); upgrade coffer")]
+    TooNew { found: u32, supported: u32 },
+    #[error("wrong passphrase: no key of this vault opens with it")]
+    WrongPassphrase,
+    #[error("{0}")]
+    Store(#[from] StoreError),
+    #[error("damaged {object}: {reason}")]
+    Damaged { object: String, reason: String },
+    #[error("blob {0} is not in the index (missing data)")]
+    MissingBlob(String),
+    #[error("{0}")]
+    Point(String),
+    #[error("{0}")]
+    Key(String),
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl VaultError {
+    fn damaged(object: impl Into<String>, reason: impl ToString) -> VaultError {
+        VaultError::Damaged { object: object.into(), reason: reason.to_string() }
+    }
+}
+
+/// Settings for a new vault.
+#[derive(Clone, Debug)]
+pub struct InitOptions {
+    pub compression: i32,
+    pub chunker: ChunkerParams,
+    pub pack_size: u32,
+    pub kdf: crate::crypto::KdfParams,
+}
+
+impl Default for InitOptions {
+    fn default() -> Self {
+        InitOptions {
+            compression: 3,
+            chunker: ChunkerParams::DEFAULT,
+            pack_size: 32 * 1024 * 1024,
+            kdf: crate::crypto::KdfParams::DEFAULT,
+        }
+    }
+}
+
+/// An open, unlocked vault. Shared between threads behind an `Arc`.
+pub struct Vault {
+    store: Arc<dyn Store>,
+    config: VaultConfig,
+    keys: Keys,
+    key_id: KeyId,
+    /// Kept to wrap it under new passphrases (`key add`).
+    master: [u8; 32],
+    chunker: Chunker,
+    index: RwLock<Index>,
+}
+
+impl Vault {
+    /// Creates a new vault in an empty store, with one key for `passphrase`.
+    pub fn init(store: Arc<dyn Store>, passphrase: &[u8], opts: &InitOptions) -> Result<Vault, VaultError> {
+        if !store.list("")?.is_empty() {
+            return Err(VaultError::Exists(store.describe()));
+        }
+        let config = VaultConfig {
+            format: FORMAT_NAME.to_string(),
+            version: VAULT_VERSION,
+            id: hex::encode(crate::format::ids::random_bytes::<32>()),
+            created: crate::util::now_rfc3339(),
+            chunker: opts.chunker,
+            compression: opts.compression,
+            pack_size: opts.pack_size,
+        };
+        let master: [u8; 32] = crate::format::ids::random_bytes();
+        let key_id = keys::create_key(store.as_ref(), &config, &master, passphrase, opts.kdf)?;
+        let json = serde_json::to_vec_pretty(&config).expect("encoding into memory cannot fail");
+        store.create(CONFIG_NAME, &json).map_err(|e| match e {
+            StoreError::AlreadyExists(_) => VaultError::Exists(store.describe()),
+            e => e.into(),
+        })?;
+        Ok(Vault::assemble(store, config, &master, key_id))
+    }
+
+    /// Opens a vault: reads its config, finds the key that `passphrase` unlocks, and loads the index.
+    pub fn open(store: Arc<dyn Store>, passphrase: &[u8]) -> Result<Vault, VaultError> {
+        let config = read_config(store.as_ref())?;
+        let (key_id, master) = keys::unlock(store.as_ref(), &config, passphrase)?;
+        let vault = Vault::assemble(store, config, &master, key_id);
+        vault.load_index()?;
+        Ok(vault)
+    }
+
+    fn assemble(store: Arc<dyn Store>, config: VaultConfig, master: &[u8; 32], key_id: KeyId) -> Vault {
+        let keys = Keys::derive(master);
+        let chunker = Chunker::new(config.chunker, keys.gear_seed);
+        Vault { store, config, keys, key_id, master: *master, chunker, index: RwLock::new(Index::new()) }
+    }
+
+    pub fn store(&self) -> &dyn Store {
+        self.store.as_ref()
+    }
+
+    pub fn config(&self) -> &VaultConfig {
+        &self.config
+    }
+
+    pub fn keys(&self) -> &Keys {
+        &self.keys
+    }
+
+    pub fn chunker(&self) -> &Chunker {
+        &self.chunker
+    }
+
+    /// The key this vault was unlocked with.
+    pub fn key_id(&self) -> KeyId {
+        self.key_id
+    }
+
+    pub fn index(&self) -> RwLockReadGuard<'_, Index> {
+        self.index.read().expect("index lock poisoned")
+    }
+
+    /// Adds packs to the in-memory index (after they are durably stored).
+    pub fn add_to_index(&self, packs: &[IndexPack]) {
+        let mut index = self.index.write().expect("index lock poisoned");
+        packs.iter().for_each(|p| index.add_pack(p));
+    }
+
+    /// Reads every index file (in parallel) into memory.
+    fn load_index(&self) -> Result<(), VaultError> {
+        let files = self.store.list("index/")?;
+        let decoded: Result<Vec<IndexFile>, VaultError> = files
+            .par_iter()
+            .map(|f| {
+                let bytes = self.store.read(&f.name, None)?;
+                IndexFile::decode(&bytes, &self.keys).map_err(|e| VaultError::damaged(&f.name, e))
+            })
+            .collect();
+        let mut index = self.index.write().expect("index lock poisoned");
+        for file in decoded? {
+            file.packs.iter().for_each(|p| index.add_pack(p));
+        }
+        Ok(())
+    }
+
+    /// Stores an index file listing `packs`.
+    pub fn write_index(&self, packs: Vec<IndexPack>) -> Result<(), VaultError> {
+        if packs.is_empty() {
+            return Ok(());
+        }
+        let (id, bytes) = IndexFile::encode(packs, &self.keys);
+        match self.store.create(&index_name(&id), &bytes) {
+            Ok(()) | Err(StoreError::AlreadyExists(_)) => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Reads the headers of packs that no index file lists (left by an interrupted backup), adds them to the index
+    /// and writes an index file for them, so their blobs are reused instead of stored again. Returns how many.
+    pub fn index_orphan_packs(&self) -> Result<usize, VaultError> {
+        let listed = self.store.list("data/")?;
+        let orphans: Vec<_> = {
+            let index = self.index();
+            listed.into_iter().filter_map(|o| pack_id_of(&o.name).map(|id| (id, o.size)))
+                .filter(|(id, _)| !index.has_pack(id)).collect()
+        };
+        let packs: Vec<IndexPack> = orphans
+            .par_iter()
+            .filter_map(|&(id, size)| match self.read_pack_header(&id, size) {
+                Ok(blobs) => Some(IndexPack { id, size, blobs }),
+                Err(e) => {
+                    log::warn!("ignoring unreadable unindexed pack {}: {e}", pack_name(&id));
+                    None
+                }
+            })
+            .collect();
+        let n = packs.len();
+        self.add_to_index(&packs);
+        self.write_index(packs)?;
+        Ok(n)
+    }
+
+    /// The blob list of a pack, read from its own header.
+    pub fn read_pack_header(&self, id: &PackId, size: u64) -> Result<Vec<pack::BlobEntry>, VaultError> {
+        let name = pack_name(id);
+        if size < TRAILER_LEN as u64 {
+            return Err(VaultError::damaged(&name, "too short to be a pack"));
+        }
+        let trailer = self.store.read(&name, Some(size - TRAILER_LEN as u64..size))?;
+        let len = pack::header_len(&trailer).map_err(|e| VaultError::damaged(&name, e))? as u64;
+        let end = size - TRAILER_LEN as u64;
+        if len > end {
+            return Err(VaultError::damaged(&name, "header length exceeds pack size"));
+        }
+        let sealed = self.store.read(&name, Some(end - len..end))?;
+        pack::decode_header(&self.keys, &sealed).map_err(|e| VaultError::damaged(&name, e))
+    }
+
+    /// Reads, opens and verifies one blob.
+    pub fn read_blob(&self, kind: BlobKind, id: &[u8; 32]) -> Result<Vec<u8>, VaultError> {
+        let loc = self.index().get(id).ok_or_else(|| VaultError::MissingBlob(hex::encode(id)))?;
+        let pack = self.index().pack(loc.pack);
+        let name = pack_name(&pack.id);
+        let range = loc.offset as u64..loc.offset as u64 + loc.length as u64;
+        let sealed = self.store.read(&name, Some(range))?;
+        self.open_blob(kind, id, &loc, &sealed, &name)
+    }
+
+    /// Opens sealed bytes read from `pack` at `loc`.
+    pub fn open_blob(
+        &self,
+        kind: BlobKind,
+        id: &[u8; 32],
+        loc: &Location,
+        sealed: &[u8],
+        pack: &str,
+    ) -> Result<Vec<u8>, VaultError> {
+        blob::open(&self.keys, kind, id, loc.flags, loc.raw_len, sealed)
+            .map_err(|e| VaultError::damaged(pack, format!("blob {}: {e}", &hex::encode(id)[..8])))
+    }
+
+    pub fn read_tree(&self, id: &TreeId) -> Result<Tree, VaultError> {
+        let bytes = self.read_blob(BlobKind::Tree, &id.0)?;
+        Tree::decode(&bytes).map_err(|e| VaultError::damaged(format!("tree {}", id.short()), e))
+    }
+
+    /// Seals one blob with this vault's keys and compression level.
+    pub fn seal_blob(&self, kind: BlobKind, id: [u8; 32], plain: &[u8]) -> Result<SealedBlob, VaultError> {
+        blob::seal(&self.keys, kind, id, plain, self.config.compression)
+    }
+}
+
+/// Reads and checks the `config` object.
+pub fn read_config(store: &dyn Store) -> Result<VaultConfig, VaultError> {
+    let bytes = store.read(CONFIG_NAME, None).map_err(|e| match e {
+        StoreError::NotFound(_) => VaultError::NoVault(store.describe()),
+        e => e.into(),
+    })?;
+    let config: VaultConfig =
+        serde_json::from_slice(&bytes).map_err(|_| VaultError::NotAVault(store.describe()))?;
+    if config.format != FORMAT_NAME {
+        return Err(VaultError::NotAVault(store.describe()));
+    }
+    if config.version > VAULT_VERSION {
+        return Err(VaultError::TooNew { found: config.version, supported: VAULT_VERSION });
+    }
+    Ok(config)
+}
+
+/// The pack id in a `data/xx/<id>` object name.
+pub fn pack_id_of(name: &str) -> Option<PackId> {
+    let hex = name.strip_prefix("data/")?.split('/').nth(1)?;
+    PackId::from_hex(hex).ok()
+}

@@ -1,0 +1,245 @@
+//! The write side of a backup: new blobs flow through a bounded pipeline
+//! `add` -> seal workers (compress, encrypt, verify) -> packer -> pack writer (store, then index).
+//!
+//! Memory is bounded by the channel capacities: at most `2 * workers` plaintext blobs waiting, `workers` sealed ones,
+//! two open packs (data and trees are packed apart so tree packs stay small and cacheable) and one pack being written.
+//! A blob enters the in-memory index only after its pack is durably stored; index files are written every
+//! `PACKS_PER_INDEX` packs and at the end, and `Vault::index_orphan_packs` covers packs whose index a crash lost.
+
+use super::{SealedBlob, Vault, VaultError};
+use crate::format::ids::{BlobKind, PackId};
+use crate::format::index::IndexPack;
+use crate::format::pack::{BlobEntry, encode_header, pack_name};
+use crate::store::StoreError;
+use crossbeam_channel::{Receiver, Sender, bounded};
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+
+/// How many packs one index file covers at most.
+const PACKS_PER_INDEX: usize = 16;
+
+/// What the writer stored.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct WriteStats {
+    pub blobs_new: u64,
+    /// Plaintext bytes of new blobs.
+    pub bytes_new: u64,
+    /// Sealed bytes written into packs.
+    pub bytes_stored: u64,
+    pub packs: u64,
+}
+
+struct Job {
+    kind: BlobKind,
+    id: [u8; 32],
+    data: Vec<u8>,
+}
+
+struct FullPack {
+    bytes: Vec<u8>,
+    blobs: Vec<BlobEntry>,
+}
+
+#[derive(Default)]
+struct Shared {
+    error: Mutex<Option<VaultError>>,
+    blobs_new: AtomicU64,
+    bytes_new: AtomicU64,
+    bytes_stored: AtomicU64,
+    packs: AtomicU64,
+}
+
+impl Shared {
+    fn fail(&self, e: VaultError) {
+        let mut slot = self.error.lock().expect("error lock");
+        if slot.is_none() {
+            *slot = Some(e);
+        }
+    }
+
+    fn failed(&self) -> bool {
+        self.error.lock().expect("error lock").is_some()
+    }
+}
+
+/// Deduplicating, parallel blob writer for one backup.
+pub struct BlobWriter {
+    vault: Arc<Vault>,
+    pending: Mutex<HashSet<[u8; 32]>>,
+    jobs: Option<Sender<Job>>,
+    threads: Vec<JoinHandle<()>>,
+    shared: Arc<Shared>,
+}
+
+impl BlobWriter {
+    /// Starts `workers` seal threads, one packer and one pack writer.
+    pub fn new(vault: Arc<Vault>, workers: usize) -> BlobWriter {
+        let workers = workers.max(1);
+        let shared = Arc::new(Shared::default());
+        let (job_tx, job_rx) = bounded::<Job>(2 * workers);
+        let (sealed_tx, sealed_rx) = bounded::<SealedBlob>(workers);
+        let (pack_tx, pack_rx) = bounded::<FullPack>(1);
+        let mut threads = Vec::new();
+        for _ in 0..workers {
+            let (rx, tx, v, s) = (job_rx.clone(), sealed_tx.clone(), vault.clone(), shared.clone());
+            threads.push(std::thread::spawn(move || seal_loop(&v, &rx, &tx, &s)));
+        }
+        drop(sealed_tx);
+        let pack_size = vault.config().pack_size as usize;
+        let (v, s) = (vault.clone(), shared.clone());
+        threads.push(std::thread::spawn(move || pack_loop(&v, pack_size, &sealed_rx, &pack_tx, &s)));
+        let (v, s) = (vault.clone(), shared.clone());
+        threads.push(std::thread::spawn(move || write_loop(&v, &pack_rx, &s)));
+        BlobWriter { vault, pending: Mutex::new(HashSet::new()), jobs: Some(job_tx), threads, shared }
+    }
+
+    /// Queues a blob for storage unless the vault or this writer already has it. Returns true if it was new.
+    /// Blocks while the pipeline is full (that is the memory bound).
+    pub fn add(&self, kind: BlobKind, id: [u8; 32], data: Vec<u8>) -> bool {
+        if self.vault.index().contains(&id) || !self.pending.lock().expect("pending lock").insert(id) {
+            return false;
+        }
+        self.shared.blobs_new.fetch_add(1, Relaxed);
+        self.shared.bytes_new.fetch_add(data.len() as u64, Relaxed);
+        if let Some(tx) = &self.jobs {
+            // A send fails only if every worker is gone, which happens only after a recorded error.
+            let _ = tx.send(Job { kind, id, data });
+        }
+        true
+    }
+
+    /// True if the vault or this writer has the blob (stored or queued).
+    pub fn has(&self, id: &[u8; 32]) -> bool {
+        self.vault.index().contains(id) || self.pending.lock().expect("pending lock").contains(id)
+    }
+
+    /// True once any stage failed; the backup should stop early and `finish` will return the error.
+    pub fn failed(&self) -> bool {
+        self.shared.failed()
+    }
+
+    /// Flushes everything: when this returns `Ok`, every added blob is in a stored pack and an index file.
+    pub fn finish(mut self) -> Result<WriteStats, VaultError> {
+        self.jobs = None;
+        for t in self.threads.drain(..) {
+            if t.join().is_err() {
+                self.shared.fail(VaultError::Internal("a writer thread panicked".into()));
+            }
+        }
+        if let Some(e) = self.shared.error.lock().expect("error lock").take() {
+            return Err(e);
+        }
+        Ok(WriteStats {
+            blobs_new: self.shared.blobs_new.load(Relaxed),
+            bytes_new: self.shared.bytes_new.load(Relaxed),
+            bytes_stored: self.shared.bytes_stored.load(Relaxed),
+            packs: self.shared.packs.load(Relaxed),
+        })
+    }
+}
+
+impl Drop for BlobWriter {
+    fn drop(&mut self) {
+        self.jobs = None;
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+    }
+}
+
+fn seal_loop(vault: &Vault, rx: &Receiver<Job>, tx: &Sender<SealedBlob>, shared: &Shared) {
+    for job in rx {
+        if shared.failed() {
+            continue;
+        }
+        match vault.seal_blob(job.kind, job.id, &job.data) {
+            Ok(b) => {
+                let _ = tx.send(b);
+            }
+            Err(e) => shared.fail(e),
+        }
+    }
+}
+
+/// A pack being filled.
+#[derive(Default)]
+struct OpenPack {
+    bytes: Vec<u8>,
+    blobs: Vec<BlobEntry>,
+}
+
+impl OpenPack {
+    fn push(&mut self, b: SealedBlob) {
+        self.blobs.push(BlobEntry {
+            kind: b.kind,
+            flags: b.flags,
+            id: b.id,
+            offset: self.bytes.len() as u32,
+            length: b.bytes.len() as u32,
+            raw_len: b.raw_len,
+        });
+        self.bytes.extend_from_slice(&b.bytes);
+    }
+
+    fn close(&mut self, vault: &Vault) -> FullPack {
+        let mut bytes = std::mem::take(&mut self.bytes);
+        bytes.extend_from_slice(&encode_header(vault.keys(), &self.blobs));
+        FullPack { bytes, blobs: std::mem::take(&mut self.blobs) }
+    }
+}
+
+fn pack_loop(vault: &Vault, pack_size: usize, rx: &Receiver<SealedBlob>, tx: &Sender<FullPack>, shared: &Shared) {
+    let (mut data, mut trees) = (OpenPack::default(), OpenPack::default());
+    for b in rx {
+        shared.bytes_stored.fetch_add(b.bytes.len() as u64, Relaxed);
+        let open = if b.kind == BlobKind::Tree { &mut trees } else { &mut data };
+        open.push(b);
+        if open.bytes.len() >= pack_size {
+            let _ = tx.send(open.close(vault));
+        }
+    }
+    for open in [&mut data, &mut trees] {
+        if !open.blobs.is_empty() {
+            let _ = tx.send(open.close(vault));
+        }
+    }
+}
+
+fn write_loop(vault: &Vault, rx: &Receiver<FullPack>, shared: &Shared) {
+    let mut unindexed: Vec<IndexPack> = Vec::new();
+    for pack in rx {
+        if shared.failed() {
+            continue;
+        }
+        match store_pack(vault, pack) {
+            Ok(p) => {
+                shared.packs.fetch_add(1, Relaxed);
+                vault.add_to_index(std::slice::from_ref(&p));
+                unindexed.push(p);
+            }
+            Err(e) => shared.fail(e),
+        }
+        if unindexed.len() >= PACKS_PER_INDEX
+            && let Err(e) = vault.write_index(std::mem::take(&mut unindexed))
+        {
+            shared.fail(e);
+        }
+    }
+    if !shared.failed()
+        && let Err(e) = vault.write_index(unindexed)
+    {
+        shared.fail(e);
+    }
+}
+
+/// Stores a finished pack under its content hash. An existing pack of that name has the same bytes, so it counts.
+fn store_pack(vault: &Vault, pack: FullPack) -> Result<IndexPack, VaultError> {
+    let id = PackId(*blake3::hash(&pack.bytes).as_bytes());
+    match vault.store().create(&pack_name(&id), &pack.bytes) {
+        Ok(()) | Err(StoreError::AlreadyExists(_)) => {}
+        Err(e) => return Err(e.into()),
+    }
+    Ok(IndexPack { id, size: pack.bytes.len() as u64, blobs: pack.blobs })
+}
