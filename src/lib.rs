@@ -3,9 +3,14 @@
 //! Data flows one way: sources -> chunker -> vault -> store on the way in; store -> vault -> view -> restore on the
 //! way out. See docs/architecture.md for the map and the invariants.
 
+pub mod backup;
 pub mod chunker;
 pub mod crypto;
 pub mod format;
+pub mod fsmeta;
 pub mod store;
 pub mod util;
 pub mod vault;
+pub mod maintain;
+pub mod restore;
+pub mod view;

@@ -2,9 +2,19 @@
 
 use jiff::Timestamp;
 
-/// Current UTC time, RFC 3339 with nanoseconds.
+/// Current UTC time, RFC 3339 with exactly nine fractional digits, so that times sort as strings.
 pub fn now_rfc3339() -> String {
-    Timestamp::now().to_string()
+    format_time(Timestamp::now())
+}
+
+/// RFC 3339 UTC with nine fractional digits.
+pub fn format_time(ts: Timestamp) -> String {
+    format!("{}.{:09}Z", ts.strftime("%Y-%m-%dT%H:%M:%S"), ts.subsec_nanosecond())
+}
+
+/// Parses a time written by `format_time` (or any RFC 3339 time).
+pub fn parse_time(s: &str) -> Option<Timestamp> {
+    s.parse().ok()
 }
 
 /// This machine's host name.
@@ -33,6 +43,15 @@ pub fn human_bytes(n: u64) -> String {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn times_sort_as_strings() {
+        let a = super::format_time(jiff::Timestamp::new(1_700_000_000, 5).unwrap());
+        let b = super::format_time(jiff::Timestamp::new(1_700_000_000, 40_000_000).unwrap());
+        assert_eq!(a, "2023-11-14T22:13:20.000000005Z");
+        assert!(a < b);
+        assert_eq!(super::parse_time(&a).unwrap().subsec_nanosecond(), 5);
+    }
+
     #[test]
     fn human() {
         assert_eq!(super::human_bytes(5), "5 B");

@@ -79,6 +79,15 @@ impl Index {
         &self.packs
     }
 
+    /// Every blob grouped by the pack it is located in; element `n` belongs to pack number `n`.
+    pub fn by_pack(&self) -> Vec<Vec<([u8; 32], Location)>> {
+        let mut groups = vec![Vec::new(); self.packs.len()];
+        for (id, loc) in &self.blobs {
+            groups[loc.pack as usize].push((*id, *loc));
+        }
+        groups
+    }
+
     pub fn len(&self) -> usize {
         self.blobs.len()
     }

@@ -1,0 +1,223 @@
+//! Command-line interface: arguments, passphrase sources, opening the vault, and one module per verb.
+
+mod backup;
+mod cat;
+mod check;
+mod key;
+mod list;
+mod ls;
+mod restore;
+
+use anyhow::{Context, Result, bail};
+use clap::{Parser, Subcommand};
+use coffer::store::LocalStore;
+use coffer::vault::{InitOptions, Vault};
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+/// Exit code of a backup or restore that completed but met problems (unreadable files, changed files).
+pub const EXIT_WARNINGS: u8 = 3;
+
+#[derive(Parser)]
+#[command(name = "coffer", version, about = "Encrypted, deduplicating backups you can browse")]
+pub struct Cli {
+    /// Vault location (a directory)
+    #[arg(long, global = true, env = "COFFER_VAULT", value_name = "PATH")]
+    vault: Option<PathBuf>,
+    /// Read the passphrase from the first line of this file
+    #[arg(long, global = true, value_name = "FILE")]
+    password_file: Option<PathBuf>,
+    /// Run this shell command and use the first line it prints as the passphrase
+    #[arg(long, global = true, value_name = "CMD")]
+    password_command: Option<String>,
+    /// More detail on stderr (repeat for more)
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    verbose: u8,
+    /// Only errors on stderr
+    #[arg(short, long, global = true)]
+    quiet: bool,
+    /// Machine-readable JSON on stdout where the output is data
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Create a new vault
+    Init {
+        /// zstd compression level for new data (1-19)
+        #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(i32).range(1..=19))]
+        compression: i32,
+    },
+    /// Back up files and folders into a new recovery point
+    Backup(backup::Args),
+    /// List recovery points
+    List(list::Args),
+    /// List files in a recovery point
+    Ls(ls::Args),
+    /// Write one file of a recovery point to stdout
+    Cat {
+        /// POINT:PATH
+        spec: String,
+    },
+    /// Restore files from a recovery point
+    Restore(restore::Args),
+    /// Check that the vault is complete and (with --read-data) intact
+    Check {
+        /// Also read and verify every stored byte
+        #[arg(long)]
+        read_data: bool,
+    },
+    /// Manage the passphrases (keys) that open the vault
+    #[command(subcommand)]
+    Key(key::KeyCommand),
+}
+
+/// Options every command sees.
+pub struct Global {
+    pub json: bool,
+    pub quiet: bool,
+    vault: Option<PathBuf>,
+    password_file: Option<PathBuf>,
+    password_command: Option<String>,
+}
+
+pub fn run() -> Result<ExitCode> {
+    let cli = Cli::parse();
+    let level = match (cli.quiet, cli.verbose) {
+        (true, _) => "error",
+        (_, 0) => "warn",
+        (_, 1) => "info",
+        _ => "debug",
+    };
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(level))
+        .format_timestamp(None)
+        .init();
+    let g = Global {
+        json: cli.json,
+        quiet: cli.quiet,
+        vault: cli.vault,
+        password_file: cli.password_file,
+        password_command: cli.password_command,
+    };
+    match cli.command {
+        Command::Init { compression } => init(&g, compression),
+        Command::Backup(a) => backup::run(&g, a),
+        Command::List(a) => list::run(&g, a),
+        Command::Ls(a) => ls::run(&g, a),
+        Command::Cat { spec } => cat::run(&g, &spec),
+        Command::Restore(a) => restore::run(&g, a),
+        Command::Check { read_data } => check::run(&g, read_data),
+        Command::Key(k) => key::run(&g, k),
+    }
+}
+
+fn init(g: &Global, compression: i32) -> Result<ExitCode> {
+    let store = g.store()?;
+    let pass = g.new_passphrase("COFFER_PASSWORD", None)?;
+    let opts = InitOptions { compression, ..InitOptions::default() };
+    let vault = Vault::init(store, pass.as_bytes(), &opts)?;
+    if !g.quiet {
+        eprintln!("created vault {} at {}", &vault.config().id[..8], vault.store().describe());
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+impl Global {
+    fn store(&self) -> Result<Arc<LocalStore>> {
+        let Some(path) = &self.vault else { bail!("no vault given: use --vault PATH or set COFFER_VAULT") };
+        Ok(Arc::new(LocalStore::new(path.clone())))
+    }
+
+    /// Opens and unlocks the vault.
+    pub fn open(&self) -> Result<Arc<Vault>> {
+        let store = self.store()?;
+        coffer::vault::read_config(store.as_ref())?;
+        let pass = self.passphrase()?;
+        Ok(Arc::new(Vault::open(store, pass.as_bytes())?))
+    }
+
+    /// The passphrase of an existing vault: env, file, command, or a prompt on a terminal.
+    fn passphrase(&self) -> Result<String> {
+        if let Some(p) = self.configured_passphrase()? {
+            return Ok(p);
+        }
+        if !std::io::stdin().is_terminal() {
+            bail!("no passphrase: set COFFER_PASSWORD or use --password-file or --password-command");
+        }
+        Ok(rpassword::prompt_password("passphrase: ")?)
+    }
+
+    fn configured_passphrase(&self) -> Result<Option<String>> {
+        if let Ok(p) = std::env::var("COFFER_PASSWORD") {
+            return Ok(Some(p));
+        }
+        if let Some(f) = &self.password_file {
+            let text = std::fs::read_to_string(f).with_context(|| format!("cannot read {}", f.display()))?;
+            return Ok(Some(first_line(&text)));
+        }
+        if let Some(cmd) = &self.password_command {
+            let out = std::process::Command::new("sh").arg("-c").arg(cmd).output()?;
+            if !out.status.success() {
+                bail!("password command failed ({})", out.status);
+            }
+            return Ok(Some(first_line(&String::from_utf8_lossy(&out.stdout))));
+        }
+        Ok(None)
+    }
+
+    /// A passphrase for a new key: from `env_var`, `file`, the usual sources (for `init`), or asked twice.
+    pub fn new_passphrase(&self, env_var: &str, file: Option<&PathBuf>) -> Result<String> {
+        if let Some(f) = file {
+            let text = std::fs::read_to_string(f).with_context(|| format!("cannot read {}", f.display()))?;
+            return Ok(first_line(&text));
+        }
+        if let Ok(p) = std::env::var(env_var) {
+            return Ok(p);
+        }
+        if env_var == "COFFER_PASSWORD"
+            && let Some(p) = self.configured_passphrase()?
+        {
+            return Ok(p);
+        }
+        if !std::io::stdin().is_terminal() {
+            bail!("no new passphrase: set {env_var} or give a file");
+        }
+        let a = rpassword::prompt_password("new passphrase: ")?;
+        let b = rpassword::prompt_password("repeat passphrase: ")?;
+        if a != b {
+            bail!("the passphrases differ");
+        }
+        Ok(a)
+    }
+}
+
+fn first_line(text: &str) -> String {
+    text.lines().next().unwrap_or("").to_string()
+}
+
+/// An error and its causes on one line.
+pub fn one_line(e: &anyhow::Error) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    for cause in e.chain() {
+        let s = cause.to_string();
+        if !parts.iter().any(|p| p.contains(&s)) {
+            parts.push(s);
+        }
+    }
+    parts.join(": ").replace('\n', " ")
+}
+
+/// Splits `POINT:PATH` (PATH optional unless `need_path`).
+pub fn split_spec(spec: &str, need_path: bool) -> Result<(String, Option<PathBuf>)> {
+    match spec.split_once(':') {
+        Some((p, path)) if !path.is_empty() => Ok((p.to_string(), Some(PathBuf::from(path)))),
+        _ if need_path => bail!("'{spec}' should be POINT:PATH"),
+        Some((p, _)) => Ok((p.to_string(), None)),
+        None => Ok((spec.to_string(), None)),
+    }
+}

@@ -1,0 +1,84 @@
+//! `coffer restore`
+
+use super::{EXIT_WARNINGS, Global};
+use anyhow::Result;
+use coffer::backup::exclude::Patterns;
+use coffer::restore::{self, RestoreOptions};
+use coffer::util::human_bytes;
+use coffer::vault::resolve_point;
+use coffer::view::View;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// POINT or POINT:PATH (a directory's content goes into the target; a file keeps its name)
+    spec: String,
+    /// Directory to restore into (created if missing)
+    #[arg(long, value_name = "DIR")]
+    target: PathBuf,
+    /// Restore only entries matching this glob (and what is below them); repeatable
+    #[arg(long = "include", value_name = "GLOB")]
+    includes: Vec<String>,
+    /// Skip entries matching this glob; repeatable
+    #[arg(long = "exclude", value_name = "GLOB")]
+    excludes: Vec<String>,
+    /// Re-read everything written and compare it with the recovery point
+    #[arg(long)]
+    verify: bool,
+    /// Only show what would be restored
+    #[arg(long)]
+    dry_run: bool,
+    /// With 'latest': newest point of this host
+    #[arg(long)]
+    host: Option<String>,
+    /// With 'latest': newest point that backed up this path
+    #[arg(long = "path", value_name = "SOURCE")]
+    source: Vec<String>,
+}
+
+pub fn run(g: &Global, a: Args) -> Result<ExitCode> {
+    let (point, sub) = super::split_spec(&a.spec, false)?;
+    let opts = RestoreOptions {
+        includes: Patterns::new(&a.includes)?,
+        excludes: Patterns::new(&a.excludes)?,
+        owner: coffer::fsmeta::is_root(),
+    };
+    let vault = g.open()?;
+    let rec = resolve_point(&vault, &point, &super::list::filter(a.host, vec![], a.source))?;
+    let view = View::new(vault.clone());
+    let plan = restore::plan(&view, &rec, sub.as_deref(), &opts)?;
+    if a.dry_run {
+        for e in &plan.entries {
+            println!("{}", a.target.join(&e.target).display());
+        }
+        eprintln!("would restore {} entries, {} of data", plan.entries.len(), human_bytes(plan.bytes));
+        return Ok(ExitCode::SUCCESS);
+    }
+    let start = std::time::Instant::now();
+    let report = restore::execute(&view, &plan, &a.target, &opts)?;
+    let mut problems = report.errors;
+    if a.verify {
+        problems.extend(restore::verify(&vault, &plan, &a.target));
+    }
+    if !g.quiet {
+        eprintln!(
+            "restored {} entries, {} in {:.1}s from recovery point {} ({} pack reads){}",
+            report.entries,
+            human_bytes(report.bytes),
+            start.elapsed().as_secs_f64(),
+            rec.id.short(),
+            report.reads,
+            if a.verify && problems.is_empty() { ", verified" } else { "" }
+        );
+    }
+    for p in &problems {
+        eprintln!("error: {p}");
+    }
+    if problems.is_empty() {
+        Ok(ExitCode::SUCCESS)
+    } else {
+        eprintln!("coffer: error: {} entries could not be restored correctly (recovery point {})", problems.len(), rec.id.short());
+        Ok(ExitCode::from(if a.verify { 1 } else { EXIT_WARNINGS.max(1) }))
+    }
+}

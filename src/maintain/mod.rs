@@ -1,0 +1,3 @@
+//! Vault maintenance: `check` (and later forget, prune, stats).
+
+pub mod check;

@@ -1,0 +1,139 @@
+//! The read-only view of recovery points shared by `ls`, `cat`, `restore`, `check` and the mount: resolving paths,
+//! walking trees, and reading file content, so they all agree by construction.
+
+use crate::format::ids::{BlobKind, TreeId};
+use crate::format::point::PointRecord;
+use crate::format::tree::{Node, NodeKind, Tree};
+use crate::vault::{Vault, VaultError};
+use lru::LruCache;
+use std::io::Write;
+use std::os::unix::ffi::OsStrExt;
+use std::num::NonZeroUsize;
+use std::path::{Component, Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+/// How many decoded trees to keep.
+const TREE_CACHE: usize = 4096;
+
+/// Read access to the points of one vault, with a cache of decoded trees.
+pub struct View {
+    vault: Arc<Vault>,
+    trees: Mutex<LruCache<TreeId, Arc<Tree>>>,
+}
+
+/// What a path inside a point names: the point's root (no node of its own) or a node.
+pub enum Entry {
+    Root(TreeId),
+    Node(Node),
+}
+
+impl Entry {
+    /// The listing of a directory entry, `None` for anything else.
+    pub fn subtree(&self) -> Option<TreeId> {
+        match self {
+            Entry::Root(id) => Some(*id),
+            Entry::Node(n) => n.subtree,
+        }
+    }
+}
+
+impl View {
+    pub fn new(vault: Arc<Vault>) -> View {
+        let cap = NonZeroUsize::new(TREE_CACHE).expect("non-zero");
+        View { vault, trees: Mutex::new(LruCache::new(cap)) }
+    }
+
+    pub fn vault(&self) -> &Arc<Vault> {
+        &self.vault
+    }
+
+    /// A decoded tree, from the cache or the vault.
+    pub fn tree(&self, id: &TreeId) -> Result<Arc<Tree>, VaultError> {
+        if let Some(t) = self.trees.lock().expect("tree cache lock").get(id) {
+            return Ok(t.clone());
+        }
+        let tree = Arc::new(self.vault.read_tree(id)?);
+        self.trees.lock().expect("tree cache lock").put(*id, tree.clone());
+        Ok(tree)
+    }
+
+    /// The entry at absolute or relative `path` inside `point` (`/` or empty is the root).
+    pub fn resolve(&self, point: &PointRecord, path: &Path) -> Result<Entry, VaultError> {
+        let mut entry = Entry::Root(point.tree);
+        for comp in path.components() {
+            let name = match comp {
+                Component::Normal(n) => n.as_encoded_bytes(),
+                Component::RootDir | Component::CurDir => continue,
+                _ => return Err(VaultError::Point(format!("'{}': '..' is not allowed here", path.display()))),
+            };
+            let Some(dir) = entry.subtree() else {
+                return Err(not_found(point, path));
+            };
+            let tree = self.tree(&dir)?;
+            entry = Entry::Node(tree.find(name).cloned().ok_or_else(|| not_found(point, path))?);
+        }
+        Ok(entry)
+    }
+
+    /// Calls `f(path, node)` for every node below `dir`, parents before children, in name order. `base` is the
+    /// path of `dir` itself. `f` returns whether to descend into a directory.
+    pub fn walk(
+        &self,
+        dir: &TreeId,
+        base: &Path,
+        f: &mut dyn FnMut(&Path, &Node) -> Result<bool, VaultError>,
+    ) -> Result<(), VaultError> {
+        let tree = self.tree(dir)?;
+        for node in &tree.nodes {
+            let path = base.join(std::ffi::OsStr::from_bytes(&node.name));
+            if f(&path, node)?
+                && let Some(sub) = node.subtree
+            {
+                self.walk(&sub, &path, f)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes a regular file's whole content to `out` (holes as zeros).
+    pub fn write_content(&self, node: &Node, out: &mut dyn Write) -> Result<(), ContentError> {
+        if node.kind != NodeKind::File {
+            return Err(ContentError::NotAFile);
+        }
+        let zeros = vec![0u8; 1 << 16];
+        for piece in &node.content {
+            match piece.chunk {
+                Some(id) => out.write_all(&self.vault.read_blob(BlobKind::Data, &id.0)?)?,
+                None => {
+                    let mut left = piece.length;
+                    while left > 0 {
+                        let n = left.min(zeros.len() as u64) as usize;
+                        out.write_all(&zeros[..n])?;
+                        left -= n as u64;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Errors streaming content.
+#[derive(Debug, thiserror::Error)]
+pub enum ContentError {
+    #[error("not a regular file")]
+    NotAFile,
+    #[error(transparent)]
+    Vault(#[from] VaultError),
+    #[error("writing output: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+fn not_found(point: &PointRecord, path: &Path) -> VaultError {
+    VaultError::Point(format!("{}: no such file or directory in recovery point {}", path.display(), point.id.short()))
+}
+
+/// `path` made relative (leading `/` removed), for joining below a target directory.
+pub fn relative(path: &Path) -> PathBuf {
+    path.components().filter(|c| matches!(c, Component::Normal(_))).collect()
+}
