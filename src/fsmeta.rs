@@ -122,6 +122,9 @@ pub fn node_from_metadata(
     }
     if kind == NodeKind::Symlink {
         node.target = std::fs::read_link(path).map_err(io_err("read link", path))?.as_os_str().as_bytes().to_vec();
+        // Reading a link updates its atime, so a recorded atime would differ in every backup and defeat tree
+        // deduplication; a symlink's atime is recorded (and restored) as its mtime.
+        node.atime = node.mtime;
     }
     node.xattrs = read_xattrs(path)?;
     Ok(Some(node))
