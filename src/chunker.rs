@@ -20,7 +20,11 @@ pub struct ChunkerParams {
 impl ChunkerParams {
     /// 256 KiB / 1 MiB / 4 MiB: large enough that a 1 GB file is ~1000 index entries, small enough that a 1% change
     /// stores a few MiB.
-    pub const DEFAULT: ChunkerParams = ChunkerParams { min: 256 * 1024, avg: 1024 * 1024, max: 4 * 1024 * 1024 };
+    pub const DEFAULT: ChunkerParams = ChunkerParams {
+        min: 256 * 1024,
+        avg: 1024 * 1024,
+        max: 4 * 1024 * 1024,
+    };
 }
 
 /// A configured chunker; cheap to share between threads.
@@ -72,7 +76,13 @@ impl Chunker {
 
     /// Chunks of a byte stream, read in large blocks.
     pub fn stream<R: Read>(&self, reader: R) -> ChunkStream<'_, R> {
-        ChunkStream { chunker: self, reader, buf: Vec::new(), pos: 0, eof: false }
+        ChunkStream {
+            chunker: self,
+            reader,
+            buf: Vec::new(),
+            pos: 0,
+            eof: false,
+        }
     }
 }
 
@@ -121,7 +131,11 @@ mod tests {
     use proptest::prelude::*;
 
     fn small() -> ChunkerParams {
-        ChunkerParams { min: 4096, avg: 16384, max: 65536 }
+        ChunkerParams {
+            min: 4096,
+            avg: 16384,
+            max: 65536,
+        }
     }
 
     fn data(len: usize, seed: u64) -> Vec<u8> {
@@ -150,9 +164,17 @@ mod tests {
         let c = Chunker::new(small(), 42);
         let d = data(1_000_000, 1);
         let chunks = all_chunks(&c, &d);
-        assert!(chunks.len() > 20 && chunks.len() < 250, "{} chunks", chunks.len());
+        assert!(
+            chunks.len() > 20 && chunks.len() < 250,
+            "{} chunks",
+            chunks.len()
+        );
         for ch in &chunks[..chunks.len() - 1] {
-            assert!(ch.len() >= 4096 && ch.len() <= 65536, "chunk of {}", ch.len());
+            assert!(
+                ch.len() >= 4096 && ch.len() <= 65536,
+                "chunk of {}",
+                ch.len()
+            );
         }
         assert_eq!(chunks.concat(), d);
     }
@@ -160,8 +182,14 @@ mod tests {
     #[test]
     fn seed_changes_boundaries() {
         let d = data(500_000, 3);
-        let a: Vec<usize> = all_chunks(&Chunker::new(small(), 1), &d).iter().map(Vec::len).collect();
-        let b: Vec<usize> = all_chunks(&Chunker::new(small(), 2), &d).iter().map(Vec::len).collect();
+        let a: Vec<usize> = all_chunks(&Chunker::new(small(), 1), &d)
+            .iter()
+            .map(Vec::len)
+            .collect();
+        let b: Vec<usize> = all_chunks(&Chunker::new(small(), 2), &d)
+            .iter()
+            .map(Vec::len)
+            .collect();
         assert_ne!(a, b);
     }
 
@@ -174,7 +202,11 @@ mod tests {
         let a = all_chunks(&c, &d);
         let b = all_chunks(&c, &e);
         let common = a.iter().filter(|x| b.contains(x)).count();
-        assert!(common + 3 >= a.len(), "only {common} of {} chunks survive an insertion", a.len());
+        assert!(
+            common + 3 >= a.len(),
+            "only {common} of {} chunks survive an insertion",
+            a.len()
+        );
     }
 
     proptest! {

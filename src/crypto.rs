@@ -87,7 +87,13 @@ fn seal_with(cipher: &Aes256Gcm, plaintext: &[u8], aad: &[u8]) -> Vec<u8> {
     let nonce_bytes: [u8; 12] = random_bytes();
     let nonce = Nonce::from(nonce_bytes);
     let ct = cipher
-        .encrypt(&nonce, Payload { msg: plaintext, aad })
+        .encrypt(
+            &nonce,
+            Payload {
+                msg: plaintext,
+                aad,
+            },
+        )
         .expect("AES-GCM encryption of an in-memory buffer cannot fail");
     let mut out = Vec::with_capacity(12 + ct.len());
     out.extend_from_slice(&nonce_bytes);
@@ -101,7 +107,15 @@ fn open_with(cipher: &Aes256Gcm, sealed: &[u8], aad: &[u8]) -> Result<Vec<u8>, C
     }
     let nonce_bytes: [u8; 12] = sealed[..12].try_into().expect("12 bytes");
     let nonce = Nonce::from(nonce_bytes);
-    cipher.decrypt(&nonce, Payload { msg: &sealed[12..], aad }).map_err(|_| CryptoError::Auth)
+    cipher
+        .decrypt(
+            &nonce,
+            Payload {
+                msg: &sealed[12..],
+                aad,
+            },
+        )
+        .map_err(|_| CryptoError::Auth)
 }
 
 /// Argon2id cost parameters, stored in each key file so they can be raised later without breaking old keys.
@@ -115,7 +129,11 @@ pub struct KdfParams {
 
 impl KdfParams {
     /// Defaults for new keys: 64 MiB, 3 passes, 1 lane (about 0.1-0.2 s on a current core).
-    pub const DEFAULT: KdfParams = KdfParams { memory_kib: 64 * 1024, iterations: 3, parallelism: 1 };
+    pub const DEFAULT: KdfParams = KdfParams {
+        memory_kib: 64 * 1024,
+        iterations: 3,
+        parallelism: 1,
+    };
 }
 
 /// Derives a key-encryption key from a passphrase with Argon2id.
@@ -124,7 +142,9 @@ pub fn derive_kek(passphrase: &[u8], salt: &[u8], p: KdfParams) -> Result<[u8; 3
         .map_err(|e| CryptoError::Kdf(e.to_string()))?;
     let argon = argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params);
     let mut out = [0u8; 32];
-    argon.hash_password_into(passphrase, salt, &mut out).map_err(|e| CryptoError::Kdf(e.to_string()))?;
+    argon
+        .hash_password_into(passphrase, salt, &mut out)
+        .map_err(|e| CryptoError::Kdf(e.to_string()))?;
     Ok(out)
 }
 
@@ -136,7 +156,9 @@ pub fn wrap_master(kek: &[u8; 32], master: &[u8; 32], aad: &[u8]) -> Vec<u8> {
 /// Unwraps the master secret; `CryptoError::Auth` means a wrong passphrase (or a damaged key file).
 pub fn unwrap_master(kek: &[u8; 32], wrapped: &[u8], aad: &[u8]) -> Result<[u8; 32], CryptoError> {
     let plain = open_with(&Aes256Gcm::new(&(*kek).into()), wrapped, aad)?;
-    plain.try_into().map_err(|v: Vec<u8>| CryptoError::Short(v.len()))
+    plain
+        .try_into()
+        .map_err(|v: Vec<u8>| CryptoError::Short(v.len()))
 }
 
 #[cfg(test)]
@@ -149,11 +171,17 @@ mod tests {
         let sealed = keys.seal(b"hello", b"ctx");
         assert_eq!(sealed.len(), 5 + SEAL_OVERHEAD);
         assert_eq!(keys.open(&sealed, b"ctx").unwrap(), b"hello");
-        assert!(matches!(keys.open(&sealed, b"other"), Err(CryptoError::Auth)));
+        assert!(matches!(
+            keys.open(&sealed, b"other"),
+            Err(CryptoError::Auth)
+        ));
         let mut bad = sealed.clone();
         bad[14] ^= 1;
         assert!(matches!(keys.open(&bad, b"ctx"), Err(CryptoError::Auth)));
-        assert!(matches!(keys.open(&sealed[..10], b"ctx"), Err(CryptoError::Short(10))));
+        assert!(matches!(
+            keys.open(&sealed[..10], b"ctx"),
+            Err(CryptoError::Short(10))
+        ));
         assert!(Keys::derive(&[2; 32]).open(&sealed, b"ctx").is_err());
     }
 
@@ -169,11 +197,18 @@ mod tests {
 
     #[test]
     fn master_wrap_needs_right_passphrase() {
-        let p = KdfParams { memory_kib: 1024, iterations: 1, parallelism: 1 };
+        let p = KdfParams {
+            memory_kib: 1024,
+            iterations: 1,
+            parallelism: 1,
+        };
         let kek = derive_kek(b"right", b"saltsaltsaltsalt", p).unwrap();
         let wrapped = wrap_master(&kek, &[9; 32], b"vault");
         assert_eq!(unwrap_master(&kek, &wrapped, b"vault").unwrap(), [9; 32]);
         let wrong = derive_kek(b"wrong", b"saltsaltsaltsalt", p).unwrap();
-        assert!(matches!(unwrap_master(&wrong, &wrapped, b"vault"), Err(CryptoError::Auth)));
+        assert!(matches!(
+            unwrap_master(&wrong, &wrapped, b"vault"),
+            Err(CryptoError::Auth)
+        ));
     }
 }

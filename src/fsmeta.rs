@@ -17,13 +17,25 @@ use std::sync::Mutex;
 #[derive(Debug, thiserror::Error)]
 pub enum FsError {
     #[error("cannot {op} {}: {source}", path.display())]
-    Io { op: &'static str, path: PathBuf, source: io::Error },
+    Io {
+        op: &'static str,
+        path: PathBuf,
+        source: io::Error,
+    },
     #[error("cannot set xattr {name} on {}: {source}", path.display())]
-    Xattr { name: String, path: PathBuf, source: io::Error },
+    Xattr {
+        name: String,
+        path: PathBuf,
+        source: io::Error,
+    },
 }
 
 fn io_err<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> FsError + 'a {
-    move |source| FsError::Io { op, path: path.to_path_buf(), source }
+    move |source| FsError::Io {
+        op,
+        path: path.to_path_buf(),
+        source,
+    }
 }
 
 /// Cached uid -> user name and gid -> group name lookups (misses cached too). Safe to share between threads.
@@ -59,7 +71,11 @@ fn lookup_user(uid: u32) -> Option<String> {
         return None;
     }
     // SAFETY: on success pw_name is a NUL-terminated string inside `buf`.
-    Some(unsafe { std::ffi::CStr::from_ptr(pwd.pw_name) }.to_string_lossy().into_owned())
+    Some(
+        unsafe { std::ffi::CStr::from_ptr(pwd.pw_name) }
+            .to_string_lossy()
+            .into_owned(),
+    )
 }
 
 fn lookup_group(gid: u32) -> Option<String> {
@@ -72,7 +88,11 @@ fn lookup_group(gid: u32) -> Option<String> {
         return None;
     }
     // SAFETY: on success gr_name is a NUL-terminated string inside `buf`.
-    Some(unsafe { std::ffi::CStr::from_ptr(grp.gr_name) }.to_string_lossy().into_owned())
+    Some(
+        unsafe { std::ffi::CStr::from_ptr(grp.gr_name) }
+            .to_string_lossy()
+            .into_owned(),
+    )
 }
 
 /// lstat `path` and build its node (content and subtree empty). `Ok(None)` for sockets, which are not stored.
@@ -110,9 +130,18 @@ pub fn node_from_metadata(
     node.gid = md.gid();
     node.user = names.user(md.uid());
     node.group = names.group(md.gid());
-    node.mtime = Time { secs: md.mtime(), nanos: md.mtime_nsec() as u32 };
-    node.atime = Time { secs: md.atime(), nanos: md.atime_nsec() as u32 };
-    node.ctime = Time { secs: md.ctime(), nanos: md.ctime_nsec() as u32 };
+    node.mtime = Time {
+        secs: md.mtime(),
+        nanos: md.mtime_nsec() as u32,
+    };
+    node.atime = Time {
+        secs: md.atime(),
+        nanos: md.atime_nsec() as u32,
+    };
+    node.ctime = Time {
+        secs: md.ctime(),
+        nanos: md.ctime_nsec() as u32,
+    };
     node.size = md.size();
     node.dev = md.dev();
     node.inode = md.ino();
@@ -121,7 +150,11 @@ pub fn node_from_metadata(
         node.rdev = md.rdev();
     }
     if kind == NodeKind::Symlink {
-        node.target = std::fs::read_link(path).map_err(io_err("read link", path))?.as_os_str().as_bytes().to_vec();
+        node.target = std::fs::read_link(path)
+            .map_err(io_err("read link", path))?
+            .as_os_str()
+            .as_bytes()
+            .to_vec();
         // Reading a link updates its atime, so a recorded atime would differ in every backup and defeat tree
         // deduplication; a symlink's atime is recorded (and restored) as its mtime.
         node.atime = node.mtime;
@@ -135,14 +168,29 @@ fn read_xattrs(path: &Path) -> Result<Vec<Xattr>, FsError> {
     let names = match xattr::list(path) {
         Ok(n) => n,
         Err(e) if e.raw_os_error() == Some(libc::ENOTSUP) => return Ok(Vec::new()),
-        Err(e) => return Err(FsError::Io { op: "list xattrs of", path: path.to_path_buf(), source: e }),
+        Err(e) => {
+            return Err(FsError::Io {
+                op: "list xattrs of",
+                path: path.to_path_buf(),
+                source: e,
+            });
+        }
     };
     let mut out = Vec::new();
     for name in names {
         match xattr::get(path, &name) {
-            Ok(Some(value)) => out.push(Xattr { name: name.as_bytes().to_vec(), value }),
+            Ok(Some(value)) => out.push(Xattr {
+                name: name.as_bytes().to_vec(),
+                value,
+            }),
             Ok(None) => {}
-            Err(e) => return Err(FsError::Io { op: "read xattrs of", path: path.to_path_buf(), source: e }),
+            Err(e) => {
+                return Err(FsError::Io {
+                    op: "read xattrs of",
+                    path: path.to_path_buf(),
+                    source: e,
+                });
+            }
         }
     }
     out.sort_by(|a, b| a.name.cmp(&b.name));
@@ -165,7 +213,12 @@ pub fn list_dir(path: &Path) -> io::Result<Vec<Vec<u8>>> {
     let p = cpath(path)?;
     let open = |extra| {
         // SAFETY: valid NUL-terminated path.
-        unsafe { libc::open(p.as_ptr(), libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC | libc::O_NOFOLLOW | extra) }
+        unsafe {
+            libc::open(
+                p.as_ptr(),
+                libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC | libc::O_NOFOLLOW | extra,
+            )
+        }
     };
     let mut fd = open(libc::O_NOATIME);
     if fd < 0 && io::Error::last_os_error().raw_os_error() == Some(libc::EPERM) {
@@ -189,7 +242,11 @@ pub fn list_dir(path: &Path) -> io::Result<Vec<Vec<u8>>> {
         let ent = unsafe { libc::readdir(dir) };
         if ent.is_null() {
             let e = io::Error::last_os_error();
-            break if e.raw_os_error().unwrap_or(0) == 0 { Ok(()) } else { Err(e) };
+            break if e.raw_os_error().unwrap_or(0) == 0 {
+                Ok(())
+            } else {
+                Err(e)
+            };
         }
         // SAFETY: d_name is a NUL-terminated string inside the entry, valid until the next readdir.
         let name = unsafe { std::ffi::CStr::from_ptr((*ent).d_name.as_ptr()) }.to_bytes();
@@ -210,7 +267,11 @@ fn lseek(file: &File, offset: u64, whence: libc::c_int) -> io::Result<Option<u64
         return Ok(Some(r as u64));
     }
     let e = io::Error::last_os_error();
-    if e.raw_os_error() == Some(libc::ENXIO) { Ok(None) } else { Err(e) }
+    if e.raw_os_error() == Some(libc::ENXIO) {
+        Ok(None)
+    } else {
+        Err(e)
+    }
 }
 
 /// The data regions of an open regular file of `size` bytes (everything else is a hole), sorted and disjoint,
@@ -222,15 +283,20 @@ pub fn data_regions(file: &File, size: u64) -> io::Result<Vec<std::ops::Range<u6
         let start = match lseek(file, pos, libc::SEEK_DATA) {
             Ok(Some(s)) => s,
             Ok(None) => break,
-            Err(e) if e.raw_os_error() == Some(libc::EINVAL) || e.raw_os_error() == Some(libc::ENOTSUP) => {
-                return Ok(vec![0..size]);
+            Err(e)
+                if e.raw_os_error() == Some(libc::EINVAL)
+                    || e.raw_os_error() == Some(libc::ENOTSUP) =>
+            {
+                return Ok(std::iter::once(0..size).collect());
             }
             Err(e) => return Err(e),
         };
         if start >= size {
             break;
         }
-        let end = lseek(file, start, libc::SEEK_HOLE)?.unwrap_or(size).min(size);
+        let end = lseek(file, start, libc::SEEK_HOLE)?
+            .unwrap_or(size)
+            .min(size);
         regions.push(start..end);
         pos = end;
     }
@@ -240,17 +306,28 @@ pub fn data_regions(file: &File, size: u64) -> io::Result<Vec<std::ops::Range<u6
 /// True if the open file's size, mtime or ctime differ from the node's: it changed while being read.
 pub fn changed_since(file: &File, node: &Node) -> io::Result<bool> {
     let md = file.metadata()?;
-    let mtime = Time { secs: md.mtime(), nanos: md.mtime_nsec() as u32 };
-    let ctime = Time { secs: md.ctime(), nanos: md.ctime_nsec() as u32 };
+    let mtime = Time {
+        secs: md.mtime(),
+        nanos: md.mtime_nsec() as u32,
+    };
+    let ctime = Time {
+        secs: md.ctime(),
+        nanos: md.ctime_nsec() as u32,
+    };
     Ok(md.size() != node.size || mtime != node.mtime || ctime != node.ctime)
 }
 
 fn cpath(path: &Path) -> io::Result<CString> {
-    CString::new(path.as_os_str().as_bytes()).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))
+    CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))
 }
 
 fn check(rc: libc::c_int) -> io::Result<()> {
-    if rc == 0 { Ok(()) } else { Err(io::Error::last_os_error()) }
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
 }
 
 /// Creates a symlink, device node or FIFO at `path` (which must not exist).
@@ -259,7 +336,11 @@ pub fn create_special(path: &Path, node: &Node) -> Result<(), FsError> {
     let result = match node.kind {
         NodeKind::Symlink => std::os::unix::fs::symlink(OsStr::from_bytes(&node.target), path),
         NodeKind::CharDevice | NodeKind::BlockDevice => {
-            let kind = if node.kind == NodeKind::CharDevice { libc::S_IFCHR } else { libc::S_IFBLK };
+            let kind = if node.kind == NodeKind::CharDevice {
+                libc::S_IFCHR
+            } else {
+                libc::S_IFBLK
+            };
             let p = cpath(path).map_err(io_err("create", path))?;
             // SAFETY: valid NUL-terminated path.
             check(unsafe { libc::mknod(p.as_ptr(), kind | perm, node.rdev as libc::dev_t) })
@@ -304,29 +385,47 @@ pub fn apply_metadata(path: &Path, node: &Node, opts: &RestoreOptions) -> Result
     };
     if opts.owner {
         // SAFETY: valid NUL-terminated path.
-        note(check(unsafe { libc::lchown(p.as_ptr(), node.uid, node.gid) }).map_err(io_err("chown", path)));
+        note(
+            check(unsafe { libc::lchown(p.as_ptr(), node.uid, node.gid) })
+                .map_err(io_err("chown", path)),
+        );
     }
     if node.kind != NodeKind::Symlink {
         // SAFETY: valid NUL-terminated path.
-        note(check(unsafe { libc::chmod(p.as_ptr(), node.mode & 0o7777) }).map_err(io_err("chmod", path)));
+        note(
+            check(unsafe { libc::chmod(p.as_ptr(), node.mode & 0o7777) })
+                .map_err(io_err("chmod", path)),
+        );
     }
     for x in &node.xattrs {
         let name = OsStr::from_bytes(&x.name);
-        note(xattr::set(path, name, &x.value).map_err(|source| FsError::Xattr {
-            name: String::from_utf8_lossy(&x.name).into_owned(),
-            path: path.to_path_buf(),
-            source,
-        }));
+        note(
+            xattr::set(path, name, &x.value).map_err(|source| FsError::Xattr {
+                name: String::from_utf8_lossy(&x.name).into_owned(),
+                path: path.to_path_buf(),
+                source,
+            }),
+        );
     }
     note(set_times(&p, node).map_err(io_err("set times of", path)));
     first.map_or(Ok(()), Err)
 }
 
 fn set_times(p: &CString, node: &Node) -> io::Result<()> {
-    let ts = |t: Time| libc::timespec { tv_sec: t.secs as libc::time_t, tv_nsec: t.nanos as libc::c_long };
+    let ts = |t: Time| libc::timespec {
+        tv_sec: t.secs as libc::time_t,
+        tv_nsec: t.nanos as libc::c_long,
+    };
     let times = [ts(node.atime), ts(node.mtime)];
     // SAFETY: valid path and a two-element timespec array, as utimensat requires.
-    check(unsafe { libc::utimensat(libc::AT_FDCWD, p.as_ptr(), times.as_ptr(), libc::AT_SYMLINK_NOFOLLOW) })
+    check(unsafe {
+        libc::utimensat(
+            libc::AT_FDCWD,
+            p.as_ptr(),
+            times.as_ptr(),
+            libc::AT_SYMLINK_NOFOLLOW,
+        )
+    })
 }
 
 #[cfg(test)]
@@ -336,7 +435,9 @@ mod tests {
     use std::os::unix::fs::FileExt;
 
     fn node_of(path: &Path) -> Node {
-        read_node(path, b"x".to_vec(), &NameCache::new()).unwrap().unwrap()
+        read_node(path, b"x".to_vec(), &NameCache::new())
+            .unwrap()
+            .unwrap()
     }
 
     #[test]
@@ -350,13 +451,25 @@ mod tests {
         n.uid = 1234;
         n.gid = 5678;
         n.mode = (n.mode & !0o7777) | 0o6755;
-        n.mtime = Time { secs: 1_600_000_000, nanos: 123_456_789 };
-        n.atime = Time { secs: 1_500_000_000, nanos: 987_654_321 };
+        n.mtime = Time {
+            secs: 1_600_000_000,
+            nanos: 123_456_789,
+        };
+        n.atime = Time {
+            secs: 1_500_000_000,
+            nanos: 987_654_321,
+        };
         apply_metadata(&b, &n, &RestoreOptions { owner: true }).unwrap();
         let m = node_of(&b);
         assert_eq!((m.uid, m.gid, m.mode & 0o7777), (1234, 5678, 0o6755));
         assert_eq!((m.mtime, m.atime), (n.mtime, n.atime));
-        assert_eq!(m.xattrs, vec![Xattr { name: b"user.bin".to_vec(), value: vec![0, 255, 1] }]);
+        assert_eq!(
+            m.xattrs,
+            vec![Xattr {
+                name: b"user.bin".to_vec(),
+                value: vec![0, 255, 1]
+            }]
+        );
     }
 
     #[test]
@@ -366,16 +479,29 @@ mod tests {
         std::fs::write(&f, b"").unwrap();
         // version 2; USER_OBJ rw, USER 1234 r, GROUP_OBJ r, MASK r, OTHER none.
         let mut acl = 2u32.to_le_bytes().to_vec();
-        for (tag, perm, id) in [(1u16, 6u16, u32::MAX), (2, 4, 1234), (4, 4, u32::MAX), (0x10, 4, u32::MAX), (0x20, 0, u32::MAX)] {
+        for (tag, perm, id) in [
+            (1u16, 6u16, u32::MAX),
+            (2, 4, 1234),
+            (4, 4, u32::MAX),
+            (0x10, 4, u32::MAX),
+            (0x20, 0, u32::MAX),
+        ] {
             acl.extend(tag.to_le_bytes());
             acl.extend(perm.to_le_bytes());
             acl.extend(id.to_le_bytes());
         }
         let mut n = node_of(&f);
-        n.xattrs = vec![Xattr { name: b"system.posix_acl_access".to_vec(), value: acl.clone() }];
+        n.xattrs = vec![Xattr {
+            name: b"system.posix_acl_access".to_vec(),
+            value: acl.clone(),
+        }];
         apply_metadata(&f, &n, &RestoreOptions { owner: false }).unwrap();
         let got = node_of(&f);
-        let x = got.xattrs.iter().find(|x| x.name == b"system.posix_acl_access").expect("acl read back");
+        let x = got
+            .xattrs
+            .iter()
+            .find(|x| x.name == b"system.posix_acl_access")
+            .expect("acl read back");
         assert_eq!(x.value, acl);
     }
 
@@ -384,23 +510,39 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut link = Node::new(b"l".to_vec(), NodeKind::Symlink);
         link.target = b"tar\xffget".to_vec();
-        link.mtime = Time { secs: 1_000_000_000, nanos: 5 };
+        link.mtime = Time {
+            secs: 1_000_000_000,
+            nanos: 5,
+        };
         let lp = dir.path().join("l");
         create_special(&lp, &link).unwrap();
         apply_metadata(&lp, &link, &RestoreOptions { owner: true }).unwrap();
         let got = node_of(&lp);
-        assert_eq!((got.kind, got.target.clone(), got.mtime), (NodeKind::Symlink, link.target.clone(), link.mtime));
+        assert_eq!(
+            (got.kind, got.target.clone(), got.mtime),
+            (NodeKind::Symlink, link.target.clone(), link.mtime)
+        );
         let mut dev = Node::new(b"d".to_vec(), NodeKind::CharDevice);
         dev.mode = 0o640;
         dev.rdev = libc::makedev(1, 3);
         create_special(&dir.path().join("d"), &dev).unwrap();
         let got = node_of(&dir.path().join("d"));
-        assert_eq!((got.kind, got.rdev, got.mode & 0o777), (NodeKind::CharDevice, dev.rdev, 0o640));
-        let fifo = Node { mode: 0o600, ..Node::new(b"p".to_vec(), NodeKind::Fifo) };
+        assert_eq!(
+            (got.kind, got.rdev, got.mode & 0o777),
+            (NodeKind::CharDevice, dev.rdev, 0o640)
+        );
+        let fifo = Node {
+            mode: 0o600,
+            ..Node::new(b"p".to_vec(), NodeKind::Fifo)
+        };
         create_special(&dir.path().join("p"), &fifo).unwrap();
         assert_eq!(node_of(&dir.path().join("p")).kind, NodeKind::Fifo);
         let _sock = std::os::unix::net::UnixListener::bind(dir.path().join("s")).unwrap();
-        assert!(read_node(&dir.path().join("s"), b"s".to_vec(), &NameCache::new()).unwrap().is_none());
+        assert!(
+            read_node(&dir.path().join("s"), b"s".to_vec(), &NameCache::new())
+                .unwrap()
+                .is_none()
+        );
     }
 
     #[test]
@@ -415,7 +557,12 @@ mod tests {
         let f = File::open(&p).unwrap();
         let r = data_regions(&f, 10 << 20).unwrap();
         assert_eq!(r.len(), 2, "{r:?}");
-        assert!(r[0].start == 0 && r[0].end >= 4096 && r[1].start <= 5 << 20 && r[1].end >= (5 << 20) + 4096);
+        assert!(
+            r[0].start == 0
+                && r[0].end >= 4096
+                && r[1].start <= 5 << 20
+                && r[1].end >= (5 << 20) + 4096
+        );
         assert!(r.iter().map(|x| x.end - x.start).sum::<u64>() < 1 << 20);
         let empty = File::create(dir.path().join("e")).unwrap();
         assert!(data_regions(&empty, 0).unwrap().is_empty());
@@ -432,7 +579,12 @@ mod tests {
         let n = node_of(&p);
         let f = open_for_backup(&p).unwrap();
         assert!(!changed_since(&f, &n).unwrap());
-        OpenOptions::new().append(true).open(&p).unwrap().write_all(b"more").unwrap();
+        OpenOptions::new()
+            .append(true)
+            .open(&p)
+            .unwrap()
+            .write_all(b"more")
+            .unwrap();
         assert!(changed_since(&f, &n).unwrap());
     }
 }

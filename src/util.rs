@@ -9,7 +9,11 @@ pub fn now_rfc3339() -> String {
 
 /// RFC 3339 UTC with nine fractional digits.
 pub fn format_time(ts: Timestamp) -> String {
-    format!("{}.{:09}Z", ts.strftime("%Y-%m-%dT%H:%M:%S"), ts.subsec_nanosecond())
+    format!(
+        "{}.{:09}Z",
+        ts.strftime("%Y-%m-%dT%H:%M:%S"),
+        ts.subsec_nanosecond()
+    )
 }
 
 /// Parses a time written by `format_time` (or any RFC 3339 time).
@@ -38,7 +42,11 @@ pub fn human_bytes(n: u64) -> String {
         v /= 1024.0;
         u += 1;
     }
-    if u == 0 { format!("{n} B") } else { format!("{v:.1} {}", UNITS[u]) }
+    if u == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", UNITS[u])
+    }
 }
 
 #[cfg(test)]

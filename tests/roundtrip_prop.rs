@@ -16,34 +16,72 @@ use std::sync::Arc;
 
 #[derive(Debug, Clone)]
 enum Item {
-    File { name: Vec<u8>, len: usize, hole_at: Option<usize>, mode: u32, seed: u8 },
-    Dir { name: Vec<u8>, items: Vec<Item> },
-    Link { name: Vec<u8>, target: Vec<u8> },
+    File {
+        name: Vec<u8>,
+        len: usize,
+        hole_at: Option<usize>,
+        mode: u32,
+        seed: u8,
+    },
+    Dir {
+        name: Vec<u8>,
+        items: Vec<Item>,
+    },
+    Link {
+        name: Vec<u8>,
+        target: Vec<u8>,
+    },
 }
 
 fn name() -> impl Strategy<Value = Vec<u8>> {
-    proptest::collection::vec(prop_oneof![b'a'..=b'z', Just(0xffu8), Just(b' '), 0x80u8..=0xfe], 1..12)
+    proptest::collection::vec(
+        prop_oneof![b'a'..=b'z', Just(0xffu8), Just(b' '), 0x80u8..=0xfe],
+        1..12,
+    )
 }
 
 fn item() -> impl Strategy<Value = Item> {
     let leaf = prop_oneof![
-        (name(), 0usize..600_000, proptest::option::of(0usize..3), prop_oneof![Just(0o644u32), Just(0o4755), Just(0o400)], any::<u8>())
-            .prop_map(|(name, len, hole_at, mode, seed)| Item::File { name, len, hole_at, mode, seed }),
+        (
+            name(),
+            0usize..600_000,
+            proptest::option::of(0usize..3),
+            prop_oneof![Just(0o644u32), Just(0o4755), Just(0o400)],
+            any::<u8>()
+        )
+            .prop_map(|(name, len, hole_at, mode, seed)| Item::File {
+                name,
+                len,
+                hole_at,
+                mode,
+                seed
+            }),
         (name(), name()).prop_map(|(name, target)| Item::Link { name, target }),
     ];
     leaf.prop_recursive(3, 24, 6, |inner| {
-        (name(), proptest::collection::vec(inner, 0..6)).prop_map(|(name, items)| Item::Dir { name, items })
+        (name(), proptest::collection::vec(inner, 0..6))
+            .prop_map(|(name, items)| Item::Dir { name, items })
     })
 }
 
 fn create(dir: &Path, items: &[Item]) {
     for it in items {
         match it {
-            Item::File { name, len, hole_at, mode, seed } => {
+            Item::File {
+                name,
+                len,
+                hole_at,
+                mode,
+                seed,
+            } => {
                 let p = dir.join(OsStr::from_bytes(name));
-                if p.exists() { continue }
+                if p.exists() {
+                    continue;
+                }
                 let f = std::fs::File::create(&p).unwrap();
-                let data: Vec<u8> = (0..*len).map(|i| (i as u8).wrapping_mul(*seed) ^ (i >> 9) as u8).collect();
+                let data: Vec<u8> = (0..*len)
+                    .map(|i| (i as u8).wrapping_mul(*seed) ^ (i >> 9) as u8)
+                    .collect();
                 match hole_at {
                     Some(k) if *len > 0 => {
                         f.set_len((*len + (k + 1) * 1_048_576) as u64).unwrap();
@@ -60,14 +98,19 @@ fn create(dir: &Path, items: &[Item]) {
                 }
             }
             Item::Link { name, target } => {
-                let _ = std::os::unix::fs::symlink(OsStr::from_bytes(target), dir.join(OsStr::from_bytes(name)));
+                let _ = std::os::unix::fs::symlink(
+                    OsStr::from_bytes(target),
+                    dir.join(OsStr::from_bytes(name)),
+                );
             }
         }
     }
 }
 
 /// Every entry below `root`: relative path, kind, mode, size, mtime, content or link target.
-fn snapshot(root: &Path) -> Vec<(Vec<u8>, u32, u64, i64, i64, Vec<u8>)> {
+type Entry = (Vec<u8>, u32, u64, i64, i64, Vec<u8>);
+
+fn snapshot(root: &Path) -> Vec<Entry> {
     let mut out = Vec::new();
     let mut stack = vec![root.to_path_buf()];
     while let Some(d) = stack.pop() {
@@ -77,14 +120,34 @@ fn snapshot(root: &Path) -> Vec<(Vec<u8>, u32, u64, i64, i64, Vec<u8>)> {
             let body = if md.is_file() {
                 std::fs::read(&p).unwrap()
             } else if md.file_type().is_symlink() {
-                std::fs::read_link(&p).unwrap().as_os_str().as_bytes().to_vec()
+                std::fs::read_link(&p)
+                    .unwrap()
+                    .as_os_str()
+                    .as_bytes()
+                    .to_vec()
             } else {
                 stack.push(p.clone());
                 Vec::new()
             };
-            let rel = p.strip_prefix(root).unwrap().as_os_str().as_bytes().to_vec();
-            let mtime = if md.file_type().is_symlink() { 0 } else { md.mtime() };
-            out.push((rel, md.mode(), md.size(), mtime, md.mtime_nsec() * (mtime != 0) as i64, body));
+            let rel = p
+                .strip_prefix(root)
+                .unwrap()
+                .as_os_str()
+                .as_bytes()
+                .to_vec();
+            let mtime = if md.file_type().is_symlink() {
+                0
+            } else {
+                md.mtime()
+            };
+            out.push((
+                rel,
+                md.mode(),
+                md.size(),
+                mtime,
+                md.mtime_nsec() * (mtime != 0) as i64,
+                body,
+            ));
         }
     }
     out.sort();
@@ -92,7 +155,14 @@ fn snapshot(root: &Path) -> Vec<(Vec<u8>, u32, u64, i64, i64, Vec<u8>)> {
 }
 
 fn vault() -> Arc<Vault> {
-    let opts = InitOptions { kdf: KdfParams { memory_kib: 1024, iterations: 1, parallelism: 1 }, ..Default::default() };
+    let opts = InitOptions {
+        kdf: KdfParams {
+            memory_kib: 1024,
+            iterations: 1,
+            parallelism: 1,
+        },
+        ..Default::default()
+    };
     Arc::new(Vault::init(Arc::new(MemoryStore::new()), b"pw", &opts).unwrap())
 }
 

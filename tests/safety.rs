@@ -36,10 +36,15 @@ fn kill_9_during_backup_leaves_a_healthy_vault_and_packs_are_reused() {
     c.ok(&["init"]);
     let src = tmp.path().join("src");
     std::fs::create_dir(&src).unwrap();
-    for i in 0..12 {
-        std::fs::write(src.join(format!("f{i}")), noise(24 << 20, i)).unwrap();
+    for i in 0..8 {
+        std::fs::write(src.join(format!("f{i}")), noise(16 << 20, i)).unwrap();
     }
-    let mut child = c.cmd(&["backup", src.to_str().unwrap()]).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+    let mut child = c
+        .cmd(&["backup", src.to_str().unwrap()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
     let data = tmp.path().join("vault/data");
     let start = Instant::now();
     while count_files(&data) < 2 && start.elapsed() < Duration::from_secs(120) {
@@ -49,15 +54,28 @@ fn kill_9_during_backup_leaves_a_healthy_vault_and_packs_are_reused() {
     child.wait().unwrap();
     let packs_left = count_files(&data);
     assert!(packs_left >= 2, "the backup was killed after writing packs");
-    assert_eq!(json(&c.ok(&["list", "--json"])).as_array().unwrap().len(), 0, "no point for the killed run");
+    assert_eq!(
+        json(&c.ok(&["list", "--json"])).as_array().unwrap().len(),
+        0,
+        "no point for the killed run"
+    );
     c.ok(&["check", "--read-data"]);
     let rec = json(&c.ok(&["backup", "--json", src.to_str().unwrap()]));
-    let total = 12u64 * (24 << 20);
+    let total = 8u64 * (16 << 20);
     let new = rec["sizes"]["bytes_new"].as_u64().unwrap();
-    assert!(new < total - (24 << 20), "packs of the killed run are reused: {new} new of {total}");
+    assert!(
+        new < total - (32 << 20),
+        "packs of the killed run are reused: {new} new of {total}"
+    );
     c.ok(&["check", "--read-data"]);
     let target = tmp.path().join("r");
-    c.ok(&["restore", "latest", "--target", target.to_str().unwrap(), "--verify"]);
+    c.ok(&[
+        "restore",
+        "latest",
+        "--target",
+        target.to_str().unwrap(),
+        "--verify",
+    ]);
 }
 
 /// A small tmpfs mounted for the test and unmounted when dropped, also if the test fails.
@@ -66,8 +84,13 @@ struct Tmpfs(std::path::PathBuf);
 impl Tmpfs {
     fn mount(dir: &Path, size: &str) -> Option<Tmpfs> {
         std::fs::create_dir_all(dir).unwrap();
-        let ok = Command::new("mount").args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"]).arg(dir).status();
-        ok.map(|s| s.success()).unwrap_or(false).then(|| Tmpfs(dir.to_path_buf()))
+        let ok = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir)
+            .status();
+        ok.map(|s| s.success())
+            .unwrap_or(false)
+            .then(|| Tmpfs(dir.to_path_buf()))
     }
 }
 
@@ -96,10 +119,19 @@ fn a_full_vault_disk_fails_cleanly_and_keeps_earlier_points() {
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains("No space left on device"), "{err}");
     assert_eq!(err.trim().lines().count(), 1, "{err}");
-    assert_eq!(json(&c.ok(&["list", "--json"])).as_array().unwrap().len(), 1);
+    assert_eq!(
+        json(&c.ok(&["list", "--json"])).as_array().unwrap().len(),
+        1
+    );
     c.ok(&["check", "--read-data"]);
     let target = tmp.path().join("r");
-    c.ok(&["restore", "latest", "--target", target.to_str().unwrap(), "--verify"]);
+    c.ok(&[
+        "restore",
+        "latest",
+        "--target",
+        target.to_str().unwrap(),
+        "--verify",
+    ]);
 }
 
 #[test]
@@ -109,28 +141,52 @@ fn an_unreadable_file_is_reported_skipped_and_exits_3() {
         return;
     }
     let tmp = tempfile::tempdir().unwrap();
-    std::fs::set_permissions(tmp.path(), std::os::unix::fs::PermissionsExt::from_mode(0o777)).unwrap();
+    std::fs::set_permissions(
+        tmp.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o777),
+    )
+    .unwrap();
     let c = Coffer::new(&tmp.path().join("vault"));
     let src = tmp.path().join("src");
     std::fs::create_dir(&src).unwrap();
     std::fs::write(src.join("ok.txt"), b"fine").unwrap();
     std::fs::write(src.join("secret.txt"), b"hidden").unwrap();
-    std::fs::set_permissions(src.join("secret.txt"), std::os::unix::fs::PermissionsExt::from_mode(0o000)).unwrap();
+    std::fs::set_permissions(
+        src.join("secret.txt"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o000),
+    )
+    .unwrap();
     std::fs::set_permissions(&src, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
     let as_nobody = |args: &[&str]| {
         let mut cmd = Command::new("setpriv");
-        cmd.args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"]).arg(common::run::coffer_bin());
-        cmd.arg("--vault").arg(&c.vault).args(args).env("COFFER_PASSWORD", &c.password).env_remove("COFFER_VAULT");
+        cmd.args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+            .arg(common::run::coffer_bin());
+        cmd.arg("--vault")
+            .arg(&c.vault)
+            .args(args)
+            .env("COFFER_PASSWORD", &c.password)
+            .env_remove("COFFER_VAULT");
         cmd.output().unwrap()
     };
     assert!(as_nobody(&["init"]).status.success());
     let o = as_nobody(&["backup", "--json", src.to_str().unwrap()]);
-    assert_eq!(o.status.code(), Some(3), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(
+        o.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
     assert!(String::from_utf8_lossy(&o.stderr).contains("secret.txt"));
     let rec = json(&String::from_utf8_lossy(&o.stdout));
     assert_eq!(rec["errors"].as_array().unwrap().len(), 1);
-    assert!(rec["errors"][0]["path"].as_str().unwrap().ends_with("secret.txt"));
-    let ls = String::from_utf8_lossy(&as_nobody(&["ls", "latest", src.to_str().unwrap()]).stdout).into_owned();
+    assert!(
+        rec["errors"][0]["path"]
+            .as_str()
+            .unwrap()
+            .ends_with("secret.txt")
+    );
+    let ls = String::from_utf8_lossy(&as_nobody(&["ls", "latest", src.to_str().unwrap()]).stdout)
+        .into_owned();
     assert!(ls.contains("ok.txt") && !ls.contains("secret.txt"), "{ls}");
 }
 
@@ -144,14 +200,29 @@ fn keys_can_be_added_changed_and_not_all_removed() {
     assert!(add.output().unwrap().status.success());
     let keys = json(&c.ok(&["key", "list", "--json"]));
     assert_eq!(keys.as_array().unwrap().len(), 2);
-    let second = Coffer { password: "second".into(), ..c.clone() };
+    let second = Coffer {
+        password: "second".into(),
+        ..c.clone()
+    };
     second.ok(&["list"]);
-    let first_id = keys.as_array().unwrap().iter().find(|k| k["current"] == true).unwrap()["id"].clone();
+    let first_id = keys
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["current"] == true)
+        .unwrap()["id"]
+        .clone();
     second.ok(&["key", "remove", &first_id.as_str().unwrap()[..10]]);
-    assert!(!c.run(&["list"]).status.success(), "the removed passphrase no longer opens the vault");
+    assert!(
+        !c.run(&["list"]).status.success(),
+        "the removed passphrase no longer opens the vault"
+    );
     let o = second.run(&["key", "remove", "0"]);
     assert!(!o.status.success());
-    let last = json(&second.ok(&["key", "list", "--json"]))[0]["id"].as_str().unwrap().to_string();
+    let last = json(&second.ok(&["key", "list", "--json"]))[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
     let o = second.run(&["key", "remove", &last]);
     assert_eq!(o.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&o.stderr).contains("last key"));
@@ -159,5 +230,9 @@ fn keys_can_be_added_changed_and_not_all_removed() {
     passwd.env("COFFER_NEW_PASSWORD", "third");
     assert!(passwd.output().unwrap().status.success());
     assert!(!second.run(&["list"]).status.success());
-    Coffer { password: "third".into(), ..c.clone() }.ok(&["list"]);
+    Coffer {
+        password: "third".into(),
+        ..c.clone()
+    }
+    .ok(&["list"]);
 }

@@ -33,16 +33,33 @@ impl Patterns {
                 .backslash_escape(true)
                 .build()
                 .map_err(|e| PatternError::Bad(p.clone(), e))?;
-            if p.contains('/') { paths.add(glob) } else { names.add(glob) };
+            if p.contains('/') {
+                paths.add(glob)
+            } else {
+                names.add(glob)
+            };
         }
-        let build = |b: GlobSetBuilder| b.build().expect("globs that compiled alone compile as a set");
-        Ok(Patterns { names: build(names), paths: build(paths), empty: patterns.is_empty() })
+        let build = |b: GlobSetBuilder| {
+            b.build()
+                .expect("globs that compiled alone compile as a set")
+        };
+        Ok(Patterns {
+            names: build(names),
+            paths: build(paths),
+            empty: patterns.is_empty(),
+        })
     }
 
     /// Reads patterns from a file, one per line; blank lines and lines starting with `#` are ignored.
     pub fn read_file(path: &Path) -> Result<Vec<String>, PatternError> {
-        let text = std::fs::read_to_string(path).map_err(|e| PatternError::File(path.display().to_string(), e))?;
-        Ok(text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')).map(String::from).collect())
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| PatternError::File(path.display().to_string(), e))?;
+        Ok(text
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty() && !l.starts_with('#'))
+            .map(String::from)
+            .collect())
     }
 
     pub fn is_empty(&self) -> bool {
@@ -54,13 +71,18 @@ impl Patterns {
         if self.empty {
             return false;
         }
-        let name_hit = path.file_name().is_some_and(|n| self.names.is_match(Path::new(n)));
+        let name_hit = path
+            .file_name()
+            .is_some_and(|n| self.names.is_match(Path::new(n)));
         name_hit || self.paths.is_match(path)
     }
 
     /// True if `path` or one of its ancestors matches.
     pub fn matches_with_ancestors(&self, path: &Path) -> bool {
-        !self.empty && path.ancestors().any(|a| a.as_os_str().as_bytes() != b"/" && self.matches(a))
+        !self.empty
+            && path
+                .ancestors()
+                .any(|a| a.as_os_str().as_bytes() != b"/" && self.matches(a))
     }
 }
 
@@ -70,7 +92,12 @@ mod tests {
 
     #[test]
     fn names_and_paths() {
-        let p = Patterns::new(&["*.tmp".into(), "/home/*/.cache".into(), "/var/**/log".into()]).unwrap();
+        let p = Patterns::new(&[
+            "*.tmp".into(),
+            "/home/*/.cache".into(),
+            "/var/**/log".into(),
+        ])
+        .unwrap();
         assert!(p.matches(Path::new("/a/b/x.tmp")));
         assert!(!p.matches(Path::new("/a/b/x.tmpl")));
         assert!(p.matches(Path::new("/home/ann/.cache")));

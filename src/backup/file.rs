@@ -19,7 +19,12 @@ pub struct ReadOutcome {
 }
 
 /// Fills `node.content` from the file at `path`. `node.size` is set to what was actually covered if the file shrank.
-pub fn read_content(vault: &Vault, writer: &BlobWriter, path: &Path, node: &mut Node) -> io::Result<ReadOutcome> {
+pub fn read_content(
+    vault: &Vault,
+    writer: &BlobWriter,
+    path: &Path,
+    node: &mut Node,
+) -> io::Result<ReadOutcome> {
     let file = fsmeta::open_for_backup(path)?;
     let regions = fsmeta::data_regions(&file, node.size)?;
     let mut pieces = Vec::new();
@@ -28,7 +33,11 @@ pub fn read_content(vault: &Vault, writer: &BlobWriter, path: &Path, node: &mut 
     let mut short = false;
     for r in regions {
         if r.start > pos {
-            pieces.push(Piece { offset: pos, length: r.start - pos, chunk: None });
+            pieces.push(Piece {
+                offset: pos,
+                length: r.start - pos,
+                chunk: None,
+            });
         }
         let got = chunk_region(vault, writer, &file, r.start, r.end - r.start, &mut pieces)?;
         bytes_read += got;
@@ -39,13 +48,20 @@ pub fn read_content(vault: &Vault, writer: &BlobWriter, path: &Path, node: &mut 
         }
     }
     if !short && pos < node.size {
-        pieces.push(Piece { offset: pos, length: node.size - pos, chunk: None });
+        pieces.push(Piece {
+            offset: pos,
+            length: node.size - pos,
+            chunk: None,
+        });
         pos = node.size;
     }
     let changed = short || fsmeta::changed_since(&file, node)?;
     node.size = pos;
     node.content = pieces;
-    Ok(ReadOutcome { bytes_read, changed })
+    Ok(ReadOutcome {
+        bytes_read,
+        changed,
+    })
 }
 
 /// Chunks `len` bytes at `start`, appending one piece per chunk; returns the bytes actually read (less at EOF).
@@ -57,14 +73,22 @@ fn chunk_region(
     len: u64,
     pieces: &mut Vec<Piece>,
 ) -> io::Result<u64> {
-    let reader = RangeReader { file, pos: start, end: start + len };
+    let reader = RangeReader {
+        file,
+        pos: start,
+        end: start + len,
+    };
     let mut stream = vault.chunker().stream(reader);
     let mut offset = start;
     while let Some(chunk) = stream.next_chunk()? {
         let id = vault.keys().chunk_id(&chunk);
         let n = chunk.len() as u64;
         writer.add(BlobKind::Data, id.0, chunk);
-        pieces.push(Piece { offset, length: n, chunk: Some(id) });
+        pieces.push(Piece {
+            offset,
+            length: n,
+            chunk: Some(id),
+        });
         offset += n;
     }
     Ok(offset - start)

@@ -25,7 +25,9 @@ impl Progress {
     pub fn scan(&self, paths: &[std::path::PathBuf]) {
         let mut stack: Vec<std::path::PathBuf> = paths.to_vec();
         while let Some(p) = stack.pop() {
-            let Ok(md) = std::fs::symlink_metadata(&p) else { continue };
+            let Ok(md) = std::fs::symlink_metadata(&p) else {
+                continue;
+            };
             self.total_files.fetch_add(1, Relaxed);
             if md.is_dir() {
                 if let Ok(rd) = std::fs::read_dir(&p) {

@@ -49,7 +49,10 @@ impl Walker<'_> {
     fn error(&self, path: &Path, message: impl ToString) {
         log::warn!("{}: {}", path.display(), message.to_string());
         self.progress.errors.fetch_add(1, Relaxed);
-        let msg = PathMessage { path: path.display().to_string(), message: message.to_string() };
+        let msg = PathMessage {
+            path: path.display().to_string(),
+            message: message.to_string(),
+        };
         self.errors.lock().expect("errors lock").push(msg);
     }
 
@@ -64,7 +67,10 @@ impl Walker<'_> {
     /// Loads the parent point's tree for a directory, if there is one (a damaged one only costs re-reading files).
     pub fn parent_tree(&self, node: Option<&Node>) -> Option<Tree> {
         let id = node.filter(|n| n.kind == NodeKind::Dir)?.subtree?;
-        self.vault.read_tree(&id).map_err(|e| log::warn!("parent tree {}: {e}", id.short())).ok()
+        self.vault
+            .read_tree(&id)
+            .map_err(|e| log::warn!("parent tree {}: {e}", id.short()))
+            .ok()
     }
 
     /// The whole subtree at `path` (a directory on device `dev`), compared against `parent`.
@@ -95,7 +101,10 @@ impl Walker<'_> {
         let mut node = match fsmeta::read_node(path, name, &self.names) {
             Ok(Some(n)) => n,
             Ok(None) => {
-                let msg = PathMessage { path: path.display().to_string(), message: "socket, not stored".into() };
+                let msg = PathMessage {
+                    path: path.display().to_string(),
+                    message: "socket, not stored".into(),
+                };
                 self.skipped.lock().expect("skipped lock").push(msg);
                 return None;
             }
@@ -137,11 +146,17 @@ impl Walker<'_> {
                     self.counts.files_read.fetch_add(1, Relaxed);
                     self.counts.bytes_read.fetch_add(out.bytes_read, Relaxed);
                     if out.changed {
-                        self.error(path, "file changed while it was read; the stored copy may be inconsistent");
+                        self.error(
+                            path,
+                            "file changed while it was read; the stored copy may be inconsistent",
+                        );
                     }
                     if node.is_hardlinked() {
                         let key = (node.dev, node.inode);
-                        self.hardlinks.lock().expect("hardlinks lock").insert(key, node.content.clone());
+                        self.hardlinks
+                            .lock()
+                            .expect("hardlinks lock")
+                            .insert(key, node.content.clone());
                     }
                 }
                 Err(e) => {
@@ -158,7 +173,11 @@ impl Walker<'_> {
     /// or from the parent point's node when size, mtime, ctime and inode all match and its chunks are still stored.
     fn reusable(&self, node: &Node, prev: Option<&Node>) -> Option<Vec<Piece>> {
         if node.is_hardlinked()
-            && let Some(c) = self.hardlinks.lock().expect("hardlinks lock").get(&(node.dev, node.inode))
+            && let Some(c) = self
+                .hardlinks
+                .lock()
+                .expect("hardlinks lock")
+                .get(&(node.dev, node.inode))
         {
             return Some(c.clone());
         }
@@ -168,7 +187,12 @@ impl Walker<'_> {
             && p.mtime == node.mtime
             && p.ctime == node.ctime
             && p.inode == node.inode;
-        let stored = || p.content.iter().filter_map(|x| x.chunk).all(|c| self.writer.has(&c.0));
+        let stored = || {
+            p.content
+                .iter()
+                .filter_map(|x| x.chunk)
+                .all(|c| self.writer.has(&c.0))
+        };
         (same && stored()).then(|| p.content.clone())
     }
 }

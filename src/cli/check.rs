@@ -22,9 +22,16 @@ pub fn run(g: &Global, read_data: bool) -> Result<ExitCode> {
                 report.points,
                 report.trees,
                 report.packs,
-                if read_data { format!(", {} blobs read", report.blobs_read) } else { String::new() },
+                if read_data {
+                    format!(", {} blobs read", report.blobs_read)
+                } else {
+                    String::new()
+                },
                 if report.unindexed_packs > 0 {
-                    format!(" ({} unindexed packs from interrupted backups, reused by the next backup)", report.unindexed_packs)
+                    format!(
+                        " ({} unindexed packs from interrupted backups, reused by the next backup)",
+                        report.unindexed_packs
+                    )
                 } else {
                     String::new()
                 }
@@ -37,7 +44,11 @@ pub fn run(g: &Global, read_data: bool) -> Result<ExitCode> {
         }
         Ok(ExitCode::SUCCESS)
     } else {
-        eprintln!("coffer: error: the vault is damaged: {} problems, {} affected paths", report.problems.len(), report.damaged.len());
+        eprintln!(
+            "coffer: error: the vault is damaged: {} problems, {} affected paths",
+            report.problems.len(),
+            report.damaged.len()
+        );
         Ok(ExitCode::from(1))
     }
 }

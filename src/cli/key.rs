@@ -33,11 +33,24 @@ pub fn run(g: &Global, cmd: KeyCommand) -> Result<ExitCode> {
         KeyCommand::List => {
             let keys = vault.list_keys()?;
             if g.json {
-                println!("{}", serde_json::to_string_pretty(&keys)?);
+                let arr: Vec<serde_json::Value> = keys
+                    .iter()
+                    .map(|k| {
+                        serde_json::json!({"id": k.id.to_hex(), "created": k.created, "host": k.host,
+                            "user": k.user, "current": k.current})
+                    })
+                    .collect();
+                println!("{}", serde_json::to_string_pretty(&arr)?);
             } else {
                 for k in keys {
                     let cur = if k.current { "*" } else { " " };
-                    println!("{cur}{}  {}  {}@{}", k.id.short(), k.created.get(..19).unwrap_or(&k.created), k.user, k.host);
+                    println!(
+                        "{cur}{}  {}  {}@{}",
+                        k.id.short(),
+                        k.created.get(..19).unwrap_or(&k.created),
+                        k.user,
+                        k.host
+                    );
                 }
             }
         }
@@ -58,7 +71,11 @@ pub fn run(g: &Global, cmd: KeyCommand) -> Result<ExitCode> {
             let id = vault.add_key(pass.as_bytes(), KdfParams::DEFAULT)?;
             vault.remove_key(&vault.key_id())?;
             if !g.quiet {
-                eprintln!("passphrase changed (key {} replaced by {})", vault.key_id().short(), id.short());
+                eprintln!(
+                    "passphrase changed (key {} replaced by {})",
+                    vault.key_id().short(),
+                    id.short()
+                );
             }
         }
     }

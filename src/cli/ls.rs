@@ -30,12 +30,18 @@ pub struct Args {
 
 pub fn run(g: &Global, a: Args) -> Result<ExitCode> {
     let vault = g.open()?;
-    let point = resolve_point(&vault, &a.point, &super::list::filter(a.host, vec![], a.source))?;
+    let point = resolve_point(
+        &vault,
+        &a.point,
+        &super::list::filter(a.host, vec![], a.source),
+    )?;
     let view = View::new(vault);
-    let base = Path::new("/").join(coffer::view::relative(a.path.as_deref().unwrap_or(Path::new("/"))));
+    let base = Path::new("/").join(coffer::view::relative(
+        a.path.as_deref().unwrap_or(Path::new("/")),
+    ));
     let mut rows: Vec<(PathBuf, Node)> = Vec::new();
     match view.resolve(&point, &base)? {
-        Entry::Node(n) if n.subtree.is_none() => rows.push((base.clone(), n)),
+        Entry::Node(n) if n.subtree.is_none() => rows.push((base.clone(), *n)),
         entry => {
             let tree = entry.subtree().expect("directory");
             view.walk(&tree, &base, &mut |path, node| {
@@ -49,7 +55,11 @@ pub fn run(g: &Global, a: Args) -> Result<ExitCode> {
         println!("{}", serde_json::to_string_pretty(&arr)?);
     } else {
         for (p, n) in &rows {
-            if a.long { println!("{}", long_line(p, n)) } else { println!("{}", p.display()) }
+            if a.long {
+                println!("{}", long_line(p, n))
+            } else {
+                println!("{}", p.display())
+            }
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -103,7 +113,16 @@ fn long_line(p: &Path, n: &Node) -> String {
     let time = jiff::Timestamp::new(n.mtime.secs, n.mtime.nanos as i32)
         .map(|t| t.strftime("%Y-%m-%d %H:%M:%S").to_string())
         .unwrap_or_default();
-    let mut line = format!("{} {:>3} {:<8} {:<8} {:>12} {} {}", mode_string(n), n.nlink, user, group, n.size, time, p.display());
+    let mut line = format!(
+        "{} {:>3} {:<8} {:<8} {:>12} {} {}",
+        mode_string(n),
+        n.nlink,
+        user,
+        group,
+        n.size,
+        time,
+        p.display()
+    );
     if n.kind == NodeKind::Symlink {
         line.push_str(&format!(" -> {}", String::from_utf8_lossy(&n.target)));
     }

@@ -45,14 +45,22 @@ pub fn run(g: &Global, a: Args) -> Result<ExitCode> {
         owner: coffer::fsmeta::is_root(),
     };
     let vault = g.open()?;
-    let rec = resolve_point(&vault, &point, &super::list::filter(a.host, vec![], a.source))?;
+    let rec = resolve_point(
+        &vault,
+        &point,
+        &super::list::filter(a.host, vec![], a.source),
+    )?;
     let view = View::new(vault.clone());
     let plan = restore::plan(&view, &rec, sub.as_deref(), &opts)?;
     if a.dry_run {
         for e in &plan.entries {
             println!("{}", a.target.join(&e.target).display());
         }
-        eprintln!("would restore {} entries, {} of data", plan.entries.len(), human_bytes(plan.bytes));
+        eprintln!(
+            "would restore {} entries, {} of data",
+            plan.entries.len(),
+            human_bytes(plan.bytes)
+        );
         return Ok(ExitCode::SUCCESS);
     }
     let start = std::time::Instant::now();
@@ -69,7 +77,11 @@ pub fn run(g: &Global, a: Args) -> Result<ExitCode> {
             start.elapsed().as_secs_f64(),
             rec.id.short(),
             report.reads,
-            if a.verify && problems.is_empty() { ", verified" } else { "" }
+            if a.verify && problems.is_empty() {
+                ", verified"
+            } else {
+                ""
+            }
         );
     }
     for p in &problems {
@@ -78,7 +90,15 @@ pub fn run(g: &Global, a: Args) -> Result<ExitCode> {
     if problems.is_empty() {
         Ok(ExitCode::SUCCESS)
     } else {
-        eprintln!("coffer: error: {} entries could not be restored correctly (recovery point {})", problems.len(), rec.id.short());
-        Ok(ExitCode::from(if a.verify { 1 } else { EXIT_WARNINGS.max(1) }))
+        eprintln!(
+            "coffer: error: {} entries could not be restored correctly (recovery point {})",
+            problems.len(),
+            rec.id.short()
+        );
+        Ok(ExitCode::from(if a.verify {
+            1
+        } else {
+            EXIT_WARNINGS.max(1)
+        }))
     }
 }

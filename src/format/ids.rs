@@ -92,13 +92,19 @@ pub struct BlobId {
 
 impl From<ChunkId> for BlobId {
     fn from(c: ChunkId) -> Self {
-        BlobId { kind: BlobKind::Data, id: c.0 }
+        BlobId {
+            kind: BlobKind::Data,
+            id: c.0,
+        }
     }
 }
 
 impl From<TreeId> for BlobId {
     fn from(t: TreeId) -> Self {
-        BlobId { kind: BlobKind::Tree, id: t.0 }
+        BlobId {
+            kind: BlobKind::Tree,
+            id: t.0,
+        }
     }
 }
 

@@ -39,7 +39,10 @@ pub enum IndexError {
 impl IndexFile {
     /// Sealed bytes and the id (name) they are stored under.
     pub fn encode(packs: Vec<IndexPack>, keys: &Keys) -> (IndexId, Vec<u8>) {
-        let file = IndexFile { version: INDEX_VERSION, packs };
+        let file = IndexFile {
+            version: INDEX_VERSION,
+            packs,
+        };
         let plain = postcard::to_stdvec(&file).expect("encoding into memory cannot fail");
         let sealed = keys.seal(&plain, INDEX_AAD);
         (IndexId(*blake3::hash(&sealed).as_bytes()), sealed)
@@ -66,8 +69,19 @@ mod tests {
     #[test]
     fn round_trip() {
         let keys = Keys::derive(&[4; 32]);
-        let e = BlobEntry { kind: BlobKind::Data, flags: 1, id: [5; 32], offset: 0, length: 10, raw_len: 20 };
-        let packs = vec![IndexPack { id: PackId([6; 32]), size: 99, blobs: vec![e] }];
+        let e = BlobEntry {
+            kind: BlobKind::Data,
+            flags: 1,
+            id: [5; 32],
+            offset: 0,
+            length: 10,
+            raw_len: 20,
+        };
+        let packs = vec![IndexPack {
+            id: PackId([6; 32]),
+            size: 99,
+            blobs: vec![e],
+        }];
         let (id, bytes) = IndexFile::encode(packs.clone(), &keys);
         assert_eq!(id.0, *blake3::hash(&bytes).as_bytes());
         assert_eq!(IndexFile::decode(&bytes, &keys).unwrap().packs, packs);

@@ -56,7 +56,10 @@ pub enum PackError {
 
 /// The bytes to append after the blobs: sealed header and trailer.
 pub fn encode_header(keys: &Keys, blobs: &[BlobEntry]) -> Vec<u8> {
-    let header = PackHeader { version: PACK_VERSION, blobs: blobs.to_vec() };
+    let header = PackHeader {
+        version: PACK_VERSION,
+        blobs: blobs.to_vec(),
+    };
     let plain = postcard::to_stdvec(&header).expect("encoding into memory cannot fail");
     let mut out = keys.seal(&plain, HEADER_AAD);
     let len = out.len() as u32;
@@ -70,7 +73,9 @@ pub fn header_len(trailer: &[u8]) -> Result<u32, PackError> {
     if trailer.len() != TRAILER_LEN || &trailer[4..] != PACK_MAGIC {
         return Err(PackError::Trailer);
     }
-    Ok(u32::from_le_bytes(trailer[..4].try_into().expect("4 bytes")))
+    Ok(u32::from_le_bytes(
+        trailer[..4].try_into().expect("4 bytes"),
+    ))
 }
 
 /// Opens a sealed header (without its trailer).
@@ -97,8 +102,22 @@ mod tests {
     fn header_round_trip() {
         let keys = Keys::derive(&[3; 32]);
         let blobs = vec![
-            BlobEntry { kind: BlobKind::Data, flags: FLAG_ZSTD, id: [1; 32], offset: 0, length: 100, raw_len: 300 },
-            BlobEntry { kind: BlobKind::Tree, flags: 0, id: [2; 32], offset: 100, length: 50, raw_len: 22 },
+            BlobEntry {
+                kind: BlobKind::Data,
+                flags: FLAG_ZSTD,
+                id: [1; 32],
+                offset: 0,
+                length: 100,
+                raw_len: 300,
+            },
+            BlobEntry {
+                kind: BlobKind::Tree,
+                flags: 0,
+                id: [2; 32],
+                offset: 100,
+                length: 50,
+                raw_len: 22,
+            },
         ];
         let bytes = encode_header(&keys, &blobs);
         let n = header_len(&bytes[bytes.len() - TRAILER_LEN..]).unwrap() as usize;
@@ -107,6 +126,9 @@ mod tests {
         assert!(matches!(header_len(b"12345678"), Err(PackError::Trailer)));
         let mut bad = bytes[..n].to_vec();
         bad[20] ^= 0x40;
-        assert!(matches!(decode_header(&keys, &bad), Err(PackError::Crypto(_))));
+        assert!(matches!(
+            decode_header(&keys, &bad),
+            Err(PackError::Crypto(_))
+        ));
     }
 }

@@ -125,7 +125,10 @@ mod tests {
             paths: vec!["/x".into()],
             parent: None,
             tree: TreeId([2; 32]),
-            stats: PointStats { files: 3, ..Default::default() },
+            stats: PointStats {
+                files: 3,
+                ..Default::default()
+            },
             errors: vec![],
             skipped: vec![],
             consistency: Consistency::Crash,

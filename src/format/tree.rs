@@ -22,7 +22,9 @@ pub enum NodeKind {
 }
 
 /// Seconds and nanoseconds since the Unix epoch, as the kernel reports them.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize,
+)]
 pub struct Time {
     pub secs: i64,
     pub nanos: u32,
@@ -110,12 +112,18 @@ impl Node {
 
     /// Bytes of this file's content that are data rather than holes.
     pub fn data_bytes(&self) -> u64 {
-        self.content.iter().filter(|p| p.chunk.is_some()).map(|p| p.length).sum()
+        self.content
+            .iter()
+            .filter(|p| p.chunk.is_some())
+            .map(|p| p.length)
+            .sum()
     }
 
     /// Index of the piece holding byte `offset`, or `None` at or past the end.
     pub fn piece_at(&self, offset: u64) -> Option<usize> {
-        let i = self.content.partition_point(|p| p.offset + p.length <= offset);
+        let i = self
+            .content
+            .partition_point(|p| p.offset + p.length <= offset);
         (i < self.content.len()).then_some(i)
     }
 
@@ -146,7 +154,10 @@ impl Tree {
     /// Builds a tree from nodes in any order; sorts them by name.
     pub fn new(mut nodes: Vec<Node>) -> Tree {
         nodes.sort_by(|a, b| a.name.cmp(&b.name));
-        Tree { version: TREE_VERSION, nodes }
+        Tree {
+            version: TREE_VERSION,
+            nodes,
+        }
     }
 
     pub fn encode(&self) -> Vec<u8> {
@@ -163,7 +174,10 @@ impl Tree {
 
     /// The node named `name`, by binary search.
     pub fn find(&self, name: &[u8]) -> Option<&Node> {
-        self.nodes.binary_search_by(|n| n.name.as_slice().cmp(name)).ok().map(|i| &self.nodes[i])
+        self.nodes
+            .binary_search_by(|n| n.name.as_slice().cmp(name))
+            .ok()
+            .map(|i| &self.nodes[i])
     }
 }
 
@@ -184,9 +198,21 @@ mod tests {
         let n = file(
             b"f",
             vec![
-                Piece { offset: 0, length: 10, chunk: c },
-                Piece { offset: 10, length: 100, chunk: None },
-                Piece { offset: 110, length: 5, chunk: c },
+                Piece {
+                    offset: 0,
+                    length: 10,
+                    chunk: c,
+                },
+                Piece {
+                    offset: 10,
+                    length: 100,
+                    chunk: None,
+                },
+                Piece {
+                    offset: 110,
+                    length: 5,
+                    chunk: c,
+                },
             ],
         );
         assert_eq!(n.piece_at(0), Some(0));
@@ -200,7 +226,11 @@ mod tests {
 
     #[test]
     fn tree_sorts_and_finds_non_utf8_names() {
-        let t = Tree::new(vec![file(b"\xff\xfe", vec![]), file(b"a", vec![]), file(b"B", vec![])]);
+        let t = Tree::new(vec![
+            file(b"\xff\xfe", vec![]),
+            file(b"a", vec![]),
+            file(b"B", vec![]),
+        ]);
         let names: Vec<&[u8]> = t.nodes.iter().map(|n| n.name.as_slice()).collect();
         assert_eq!(names, vec![&b"B"[..], b"a", b"\xff\xfe"]);
         assert!(t.find(b"\xff\xfe").is_some());
@@ -210,7 +240,13 @@ mod tests {
 
     #[test]
     fn newer_version_is_refused() {
-        let t = Tree { version: TREE_VERSION + 1, nodes: vec![] };
-        assert!(matches!(Tree::decode(&t.encode()), Err(TreeError::Version(_))));
+        let t = Tree {
+            version: TREE_VERSION + 1,
+            nodes: vec![],
+        };
+        assert!(matches!(
+            Tree::decode(&t.encode()),
+            Err(TreeError::Version(_))
+        ));
     }
 }

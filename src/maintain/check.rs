@@ -6,15 +6,15 @@
 //! Damage is reported as the points and file paths it affects.
 
 use crate::format::ids::{PackId, TreeId};
-use crate::vault::Location;
-use std::os::unix::ffi::OsStrExt;
 use crate::format::pack::pack_name;
 use crate::format::point::PointRecord;
 use crate::format::tree::Node;
+use crate::vault::Location;
 use crate::vault::{Vault, VaultError, pack_id_of};
 use crate::view::View;
 use rayon::prelude::*;
 use std::collections::{HashMap, HashSet};
+use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -46,7 +46,12 @@ pub fn check(vault: Arc<Vault>, read_data: bool) -> Result<CheckReport, VaultErr
     let points = vault.load_points()?;
     report.points = points.len();
     let view = View::new(vault.clone());
-    let mut walker = TreeCheck { view: &view, bad_packs: &bad_packs.0, bad_blobs: &bad_packs.1, seen: HashMap::new() };
+    let mut walker = TreeCheck {
+        view: &view,
+        bad_packs: &bad_packs.0,
+        bad_blobs: &bad_packs.1,
+        seen: HashMap::new(),
+    };
     for p in &points {
         walker.check_point(p, &mut report);
     }
@@ -59,19 +64,34 @@ pub fn check(vault: Arc<Vault>, read_data: bool) -> Result<CheckReport, VaultErr
 type BadSets = (HashSet<PackId>, HashSet<[u8; 32]>);
 
 /// Phase 1: which packs (and, reading data, which blobs) are missing or damaged.
-fn check_packs(vault: &Vault, read_data: bool, report: &mut CheckReport) -> Result<BadSets, VaultError> {
-    let listed: HashMap<PackId, u64> =
-        vault.store().list("data/")?.into_iter().filter_map(|o| pack_id_of(&o.name).map(|id| (id, o.size))).collect();
+fn check_packs(
+    vault: &Vault,
+    read_data: bool,
+    report: &mut CheckReport,
+) -> Result<BadSets, VaultError> {
+    let listed: HashMap<PackId, u64> = vault
+        .store()
+        .list("data/")?
+        .into_iter()
+        .filter_map(|o| pack_id_of(&o.name).map(|id| (id, o.size)))
+        .collect();
     let packs: Vec<_> = vault.index().packs().to_vec();
     report.packs = packs.len();
-    report.unindexed_packs = listed.keys().filter(|id| !vault.index().has_pack(id)).count();
+    report.unindexed_packs = listed
+        .keys()
+        .filter(|id| !vault.index().has_pack(id))
+        .count();
     let mut bad = HashSet::new();
     for p in &packs {
         match listed.get(&p.id) {
-            None => report.problems.push(format!("{}: pack is missing", pack_name(&p.id))),
-            Some(&size) if size != p.size => report
+            None => report
                 .problems
-                .push(format!("{}: pack is {size} bytes, the index says {}", pack_name(&p.id), p.size)),
+                .push(format!("{}: pack is missing", pack_name(&p.id))),
+            Some(&size) if size != p.size => report.problems.push(format!(
+                "{}: pack is {size} bytes, the index says {}",
+                pack_name(&p.id),
+                p.size
+            )),
             Some(_) => continue,
         }
         bad.insert(p.id);
@@ -103,7 +123,11 @@ struct PackResult {
 /// Reads a whole pack and opens every blob the index places in it.
 fn read_pack(vault: &Vault, id: &PackId, entries: &[([u8; 32], Location)]) -> PackResult {
     let name = pack_name(id);
-    let mut r = PackResult { blobs: 0, problems: Vec::new(), bad_blobs: Vec::new() };
+    let mut r = PackResult {
+        blobs: 0,
+        problems: Vec::new(),
+        bad_blobs: Vec::new(),
+    };
     let bytes = match vault.store().read(&name, None) {
         Ok(b) => b,
         Err(e) => {
@@ -112,7 +136,9 @@ fn read_pack(vault: &Vault, id: &PackId, entries: &[([u8; 32], Location)]) -> Pa
         }
     };
     if blake3::hash(&bytes).as_bytes() != &id.0 {
-        r.problems.push(format!("{name}: pack content does not match its name (damaged)"));
+        r.problems.push(format!(
+            "{name}: pack content does not match its name (damaged)"
+        ));
     }
     for &(blob, loc) in entries {
         r.blobs += 1;
@@ -121,7 +147,9 @@ fn read_pack(vault: &Vault, id: &PackId, entries: &[([u8; 32], Location)]) -> Pa
             object: name.clone(),
             reason: "blob lies past the end of the pack".into(),
         });
-        if let Err(e) = opened.and_then(|sealed| vault.open_blob(loc.kind, &blob, &loc, sealed, &name)) {
+        if let Err(e) =
+            opened.and_then(|sealed| vault.open_blob(loc.kind, &blob, &loc, sealed, &name))
+        {
             r.problems.push(e.to_string());
             r.bad_blobs.push(blob);
         }
@@ -141,7 +169,9 @@ impl TreeCheck<'_> {
     fn check_point(&mut self, p: &PointRecord, report: &mut CheckReport) {
         let mut damaged = Vec::new();
         self.check_tree(&p.tree, Path::new("/"), &mut damaged);
-        report.damaged.extend(damaged.into_iter().map(|path| (p.id.short(), path)));
+        report
+            .damaged
+            .extend(damaged.into_iter().map(|path| (p.id.short(), path)));
     }
 
     /// Returns whether anything below `id` is damaged; adds the damaged paths.
@@ -175,7 +205,11 @@ impl TreeCheck<'_> {
         if let Some(sub) = node.subtree {
             return self.check_tree(&sub, path, damaged);
         }
-        let bad = node.content.iter().filter_map(|p| p.chunk).any(|c| !self.blob_ok(&c.0));
+        let bad = node
+            .content
+            .iter()
+            .filter_map(|p| p.chunk)
+            .any(|c| !self.blob_ok(&c.0));
         if bad {
             damaged.push(path.display().to_string());
         }
@@ -186,7 +220,9 @@ impl TreeCheck<'_> {
         let index = self.view.vault().index();
         match index.get(id) {
             None => false,
-            Some(loc) => !self.bad_packs.contains(&index.pack(loc.pack).id) && !self.bad_blobs.contains(id),
+            Some(loc) => {
+                !self.bad_packs.contains(&index.pack(loc.pack).id) && !self.bad_blobs.contains(id)
+            }
         }
     }
 }

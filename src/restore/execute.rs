@@ -30,8 +30,16 @@ pub struct Report {
 }
 
 /// Restores everything in `plan` below `target`.
-pub fn execute(view: &View, plan: &Plan, target: &Path, opts: &RestoreOptions) -> Result<Report, RestoreError> {
-    let target_err = |source| RestoreError::Target { path: target.display().to_string(), source };
+pub fn execute(
+    view: &View,
+    plan: &Plan,
+    target: &Path,
+    opts: &RestoreOptions,
+) -> Result<Report, RestoreError> {
+    let target_err = |source| RestoreError::Target {
+        path: target.display().to_string(),
+        source,
+    };
     fs::create_dir_all(target).map_err(target_err)?;
     let probe = target.join(format!(".coffer-restore-probe-{}", std::process::id()));
     fs::File::create(&probe).map_err(target_err)?;
@@ -53,7 +61,12 @@ pub fn execute(view: &View, plan: &Plan, target: &Path, opts: &RestoreOptions) -
     apply_all_metadata(plan, target, opts, &fail);
     let mut errors = errors.into_inner().expect("errors lock");
     errors.sort();
-    Ok(Report { entries: plan.entries.len() as u64, bytes: bytes.into_inner(), reads: reads.into_inner(), errors })
+    Ok(Report {
+        entries: plan.entries.len() as u64,
+        bytes: bytes.into_inner(),
+        reads: reads.into_inner(),
+        errors,
+    })
 }
 
 /// Creates one entry with no content yet: directories (owner-only until metadata is applied), empty files of the
@@ -73,7 +86,11 @@ fn create_entry(target: &Path, e: &PlanEntry, plan: &Plan) -> std::io::Result<()
     }
     match e.action {
         Action::File => {
-            let f = OpenOptions::new().write(true).create_new(true).mode(0o600).open(&path)?;
+            let f = OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&path)?;
             f.set_len(e.node.size)
         }
         Action::Hardlink(first) => fs::hard_link(target.join(&plan.entries[first].target), &path),
@@ -96,27 +113,38 @@ fn restore_pack(
     let mut i = 0;
     while i < p.blobs.len() {
         let mut j = i + 1;
-        while j < p.blobs.len() && p.blobs[j].loc.offset <= end_of(&p.blobs[j - 1].loc) + MERGE_GAP {
+        while j < p.blobs.len() && p.blobs[j].loc.offset <= end_of(&p.blobs[j - 1].loc) + MERGE_GAP
+        {
             j += 1;
         }
         let (start, end) = (p.blobs[i].loc.offset, end_of(&p.blobs[j - 1].loc));
         reads.fetch_add(1, Relaxed);
-        let range = vault.store().read(&name, Some(start as u64..end as u64)).map_err(|e| e.to_string())?;
+        let range = vault
+            .store()
+            .read(&name, Some(start as u64..end as u64))
+            .map_err(|e| e.to_string())?;
         for b in &p.blobs[i..j] {
             let at = (b.loc.offset - start) as usize;
             let sealed = &range[at..at + b.loc.length as usize];
             let data = match vault.open_blob(BlobKind::Data, &b.id, &b.loc, sealed, &name) {
                 Ok(d) => d,
                 Err(e) => {
-                    let files: Vec<String> =
-                        b.writes.iter().map(|(e, _)| plan.entries[*e].source.display().to_string()).collect();
+                    let files: Vec<String> = b
+                        .writes
+                        .iter()
+                        .map(|(e, _)| plan.entries[*e].source.display().to_string())
+                        .collect();
                     return Err(format!("{e} (needed by {})", files.join(", ")));
                 }
             };
             for &(entry, offset) in &b.writes {
                 let path = target.join(&plan.entries[entry].target);
-                let f = OpenOptions::new().write(true).open(&path).map_err(|e| format!("{}: {e}", path.display()))?;
-                f.write_all_at(&data, offset).map_err(|e| format!("{}: {e}", path.display()))?;
+                let f = OpenOptions::new()
+                    .write(true)
+                    .open(&path)
+                    .map_err(|e| format!("{}: {e}", path.display()))?;
+                f.write_all_at(&data, offset)
+                    .map_err(|e| format!("{}: {e}", path.display()))?;
                 bytes.fetch_add(data.len() as u64, Relaxed);
             }
         }
@@ -130,14 +158,27 @@ fn end_of(loc: &crate::vault::Location) -> u32 {
 }
 
 /// Metadata for every entry: non-directories first, then directories deepest first.
-fn apply_all_metadata(plan: &Plan, target: &Path, opts: &RestoreOptions, fail: &(dyn Fn(String) + Sync)) {
+fn apply_all_metadata(
+    plan: &Plan,
+    target: &Path,
+    opts: &RestoreOptions,
+    fail: &(dyn Fn(String) + Sync),
+) {
     let meta = fsmeta::RestoreOptions { owner: opts.owner };
-    plan.entries.par_iter().filter(|e| e.action != Action::Dir).for_each(|e| {
-        if let Err(err) = fsmeta::apply_metadata(&target.join(&e.target), &e.node, &meta) {
-            fail(err.to_string());
-        }
-    });
-    for e in plan.entries.iter().rev().filter(|e| e.action == Action::Dir) {
+    plan.entries
+        .par_iter()
+        .filter(|e| e.action != Action::Dir)
+        .for_each(|e| {
+            if let Err(err) = fsmeta::apply_metadata(&target.join(&e.target), &e.node, &meta) {
+                fail(err.to_string());
+            }
+        });
+    for e in plan
+        .entries
+        .iter()
+        .rev()
+        .filter(|e| e.action == Action::Dir)
+    {
         if let Err(err) = fsmeta::apply_metadata(&target.join(&e.target), &e.node, &meta) {
             fail(err.to_string());
         }

@@ -30,5 +30,8 @@ pub enum RestoreError {
     #[error(transparent)]
     Vault(#[from] VaultError),
     #[error("restore target {path}: {source}")]
-    Target { path: String, source: std::io::Error },
+    Target {
+        path: String,
+        source: std::io::Error,
+    },
 }

@@ -66,7 +66,12 @@ pub fn plan(
     match view.resolve(point, sub)? {
         Entry::Node(node) if node.kind != NodeKind::Dir => {
             let name = PathBuf::from(std::ffi::OsStr::from_bytes(&node.name));
-            entries.push(PlanEntry { target: name, source: abs_sub.clone(), node, action: Action::Special });
+            entries.push(PlanEntry {
+                target: name,
+                source: abs_sub.clone(),
+                node: *node,
+                action: Action::Special,
+            });
         }
         entry => {
             let tree = entry.subtree().expect("directory entries have a listing");
@@ -74,8 +79,16 @@ pub fn plan(
                 if opts.excludes.matches(path) {
                     return Ok(false);
                 }
-                let target = path.strip_prefix(&abs_sub).expect("walk stays below its base").to_path_buf();
-                entries.push(PlanEntry { target, source: path.to_path_buf(), node: node.clone(), action: Action::Dir });
+                let target = path
+                    .strip_prefix(&abs_sub)
+                    .expect("walk stays below its base")
+                    .to_path_buf();
+                entries.push(PlanEntry {
+                    target,
+                    source: path.to_path_buf(),
+                    node: node.clone(),
+                    action: Action::Dir,
+                });
                 Ok(true)
             })?;
         }
@@ -85,24 +98,38 @@ pub fn plan(
     }
     assign_actions(&mut entries);
     let (packs, bytes, missing) = group_blobs(view, &entries);
-    Ok(Plan { entries, packs, bytes, missing })
+    Ok(Plan {
+        entries,
+        packs,
+        bytes,
+        missing,
+    })
 }
 
 /// Keeps entries matching an include (or below one) and the directories leading to them.
-fn keep_included(entries: Vec<PlanEntry>, includes: &crate::backup::exclude::Patterns) -> Vec<PlanEntry> {
+fn keep_included(
+    entries: Vec<PlanEntry>,
+    includes: &crate::backup::exclude::Patterns,
+) -> Vec<PlanEntry> {
     let mut keep: HashSet<PathBuf> = HashSet::new();
-    for e in entries.iter().filter(|e| includes.matches_with_ancestors(&e.source)) {
+    for e in entries
+        .iter()
+        .filter(|e| includes.matches_with_ancestors(&e.source))
+    {
         keep.extend(e.source.ancestors().map(Path::to_path_buf));
     }
-    entries.into_iter().filter(|e| keep.contains(&e.source)).collect()
+    entries
+        .into_iter()
+        .filter(|e| keep.contains(&e.source))
+        .collect()
 }
 
 /// Decides each entry's action; the first name of a hardlinked file carries the content, the others link to it.
 fn assign_actions(entries: &mut [PlanEntry]) {
     let mut first: HashMap<(u64, u64), usize> = HashMap::new();
-    for i in 0..entries.len() {
-        let node = &entries[i].node;
-        entries[i].action = match node.kind {
+    for (i, entry) in entries.iter_mut().enumerate() {
+        let node = &entry.node;
+        entry.action = match node.kind {
             NodeKind::Dir => Action::Dir,
             NodeKind::File if node.is_hardlinked() => match first.get(&(node.dev, node.inode)) {
                 Some(&p) => Action::Hardlink(p),
@@ -122,16 +149,28 @@ fn group_blobs(view: &View, entries: &[PlanEntry]) -> (Vec<PackRead>, u64, Vec<S
     let index = view.vault().index();
     let mut by_pack: BTreeMap<u32, HashMap<[u8; 32], BlobUse>> = BTreeMap::new();
     let (mut bytes, mut missing) = (0u64, Vec::new());
-    for (i, e) in entries.iter().enumerate().filter(|(_, e)| e.action == Action::File) {
+    for (i, e) in entries
+        .iter()
+        .enumerate()
+        .filter(|(_, e)| e.action == Action::File)
+    {
         for piece in &e.node.content {
             let Some(chunk) = piece.chunk else { continue };
             bytes += piece.length;
             let Some(loc) = index.get(&chunk.0) else {
-                missing.push(format!("{}: chunk {} is missing from the vault", e.source.display(), chunk.short()));
+                missing.push(format!(
+                    "{}: chunk {} is missing from the vault",
+                    e.source.display(),
+                    chunk.short()
+                ));
                 continue;
             };
             let uses = by_pack.entry(loc.pack).or_default();
-            let u = uses.entry(chunk.0).or_insert_with(|| BlobUse { id: chunk.0, loc, writes: Vec::new() });
+            let u = uses.entry(chunk.0).or_insert_with(|| BlobUse {
+                id: chunk.0,
+                loc,
+                writes: Vec::new(),
+            });
             u.writes.push((i, piece.offset));
         }
     }

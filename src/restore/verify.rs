@@ -34,7 +34,8 @@ fn verify_file(vault: &Vault, path: &Path, node: &crate::format::tree::Node) -> 
         let ok = match piece.chunk {
             Some(id) => {
                 buf.resize(piece.length as usize, 0);
-                f.read_exact_at(&mut buf, piece.offset).map_err(|e| at(&e.to_string()))?;
+                f.read_exact_at(&mut buf, piece.offset)
+                    .map_err(|e| at(&e.to_string()))?;
                 vault.keys().chunk_id(&buf) == id
             }
             None => reads_zeros(&f, piece.offset, piece.length).map_err(|e| at(&e.to_string()))?,

@@ -35,7 +35,10 @@ impl LocalStore {
     fn io(name: &str, source: io::Error) -> StoreError {
         match source.kind() {
             ErrorKind::NotFound => StoreError::NotFound(name.to_string()),
-            _ => StoreError::Io { name: name.to_string(), source },
+            _ => StoreError::Io {
+                name: name.to_string(),
+                source,
+            },
         }
     }
 
@@ -79,11 +82,19 @@ fn sync_dir(dir: &Path) -> io::Result<()> {
 
 /// Moves `from` to `to` unless `to` exists; `AlreadyExists` error then.
 fn rename_noreplace(from: &Path, to: &Path) -> io::Result<()> {
-    let c = |p: &Path| CString::new(p.as_os_str().as_bytes()).map_err(|_| io::Error::from(ErrorKind::InvalidInput));
+    let c = |p: &Path| {
+        CString::new(p.as_os_str().as_bytes()).map_err(|_| io::Error::from(ErrorKind::InvalidInput))
+    };
     let (f, t) = (c(from)?, c(to)?);
     // SAFETY: both are valid NUL-terminated paths; AT_FDCWD with absolute or relative paths is well defined.
     let rc = unsafe {
-        libc::renameat2(libc::AT_FDCWD, f.as_ptr(), libc::AT_FDCWD, t.as_ptr(), libc::RENAME_NOREPLACE)
+        libc::renameat2(
+            libc::AT_FDCWD,
+            f.as_ptr(),
+            libc::AT_FDCWD,
+            t.as_ptr(),
+            libc::RENAME_NOREPLACE,
+        )
     };
     if rc == 0 {
         return Ok(());
@@ -108,14 +119,21 @@ impl Store for LocalStore {
     fn read(&self, name: &str, range: Option<Range<u64>>) -> Result<Vec<u8>, StoreError> {
         check_name(name)?;
         let path = self.root.join(name);
-        let Some(r) = range else { return fs::read(&path).map_err(|e| Self::io(name, e)) };
+        let Some(r) = range else {
+            return fs::read(&path).map_err(|e| Self::io(name, e));
+        };
         let f = File::open(&path).map_err(|e| Self::io(name, e))?;
         let size = f.metadata().map_err(|e| Self::io(name, e))?.len();
         if r.start > r.end || r.end > size {
-            return Err(StoreError::OutOfRange { name: name.to_string(), size, range: r });
+            return Err(StoreError::OutOfRange {
+                name: name.to_string(),
+                size,
+                range: r,
+            });
         }
         let mut buf = vec![0u8; (r.end - r.start) as usize];
-        f.read_exact_at(&mut buf, r.start).map_err(|e| Self::io(name, e))?;
+        f.read_exact_at(&mut buf, r.start)
+            .map_err(|e| Self::io(name, e))?;
         Ok(buf)
     }
 
@@ -126,7 +144,9 @@ impl Store for LocalStore {
             return Err(StoreError::AlreadyExists(name.to_string()));
         }
         let tmp = self.write_temp(name, data)?;
-        let placed = self.make_parents(&path).and_then(|()| rename_noreplace(&tmp, &path));
+        let placed = self
+            .make_parents(&path)
+            .and_then(|()| rename_noreplace(&tmp, &path));
         if let Err(e) = placed {
             let _ = fs::remove_file(&tmp);
             return Err(match e.kind() {
@@ -156,13 +176,22 @@ fn walk(dir: &Path, prefix: &str, out: &mut Vec<ObjectInfo>) -> io::Result<()> {
     };
     for entry in entries {
         let entry = entry?;
-        let Some(fname) = entry.file_name().to_str().map(str::to_string) else { continue };
-        let name = if prefix.is_empty() { fname } else { format!("{prefix}/{fname}") };
+        let Some(fname) = entry.file_name().to_str().map(str::to_string) else {
+            continue;
+        };
+        let name = if prefix.is_empty() {
+            fname
+        } else {
+            format!("{prefix}/{fname}")
+        };
         let md = entry.metadata()?;
         if md.is_dir() {
             walk(&entry.path(), &name, out)?;
         } else if md.is_file() {
-            out.push(ObjectInfo { name, size: md.len() });
+            out.push(ObjectInfo {
+                name,
+                size: md.len(),
+            });
         }
     }
     Ok(())

@@ -30,7 +30,10 @@ impl Store for MemoryStore {
         Ok(map
             .range(prefix.to_string()..)
             .take_while(|(k, _)| k.starts_with(prefix))
-            .map(|(k, v)| ObjectInfo { name: k.clone(), size: v.len() as u64 })
+            .map(|(k, v)| ObjectInfo {
+                name: k.clone(),
+                size: v.len() as u64,
+            })
             .collect())
     }
 
@@ -52,7 +55,9 @@ impl Store for MemoryStore {
 
     fn delete(&self, name: &str) -> Result<(), StoreError> {
         let removed = self.objects.write().expect("lock").remove(name);
-        removed.map(|_| ()).ok_or_else(|| StoreError::NotFound(name.to_string()))
+        removed
+            .map(|_| ())
+            .ok_or_else(|| StoreError::NotFound(name.to_string()))
     }
 
     fn describe(&self) -> String {

@@ -27,9 +27,16 @@ pub enum StoreError {
     #[error("{0}: object already exists")]
     AlreadyExists(String),
     #[error("{name}: {source}")]
-    Io { name: String, source: std::io::Error },
+    Io {
+        name: String,
+        source: std::io::Error,
+    },
     #[error("{name}: object is {size} bytes, cannot read {range:?}")]
-    OutOfRange { name: String, size: u64, range: Range<u64> },
+    OutOfRange {
+        name: String,
+        size: u64,
+        range: Range<u64>,
+    },
     #[error("'{0}' is not a valid object name")]
     BadName(String),
 }
@@ -61,15 +68,27 @@ pub trait Store: Send + Sync {
 pub fn check_name(name: &str) -> Result<(), StoreError> {
     let ok_char = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || "._-".contains(c);
     let ok = !name.is_empty()
-        && name.split('/').all(|seg| !seg.is_empty() && seg != "." && seg != ".." && seg.chars().all(ok_char));
-    if ok { Ok(()) } else { Err(StoreError::BadName(name.to_string())) }
+        && name
+            .split('/')
+            .all(|seg| !seg.is_empty() && seg != "." && seg != ".." && seg.chars().all(ok_char));
+    if ok {
+        Ok(())
+    } else {
+        Err(StoreError::BadName(name.to_string()))
+    }
 }
 
 /// The slice of `data` for `range`, or `OutOfRange`.
 fn slice_range(name: &str, data: &[u8], range: Option<Range<u64>>) -> Result<Vec<u8>, StoreError> {
-    let Some(r) = range else { return Ok(data.to_vec()) };
+    let Some(r) = range else {
+        return Ok(data.to_vec());
+    };
     if r.start > r.end || r.end > data.len() as u64 {
-        return Err(StoreError::OutOfRange { name: name.to_string(), size: data.len() as u64, range: r });
+        return Err(StoreError::OutOfRange {
+            name: name.to_string(),
+            size: data.len() as u64,
+            range: r,
+        });
     }
     Ok(data[r.start as usize..r.end as usize].to_vec())
 }
@@ -81,29 +100,65 @@ pub fn conformance(store: &dyn Store) {
     store.create("data/ab/abc1", b"hello world").unwrap();
     store.create("data/cd/cd2", b"").unwrap();
     store.create("index/i1", b"idx").unwrap();
-    assert!(matches!(store.create("data/ab/abc1", b"other"), Err(StoreError::AlreadyExists(_))));
-    assert_eq!(store.read("data/ab/abc1", None).unwrap(), b"hello world", "a refused create leaves the object");
+    assert!(matches!(
+        store.create("data/ab/abc1", b"other"),
+        Err(StoreError::AlreadyExists(_))
+    ));
+    assert_eq!(
+        store.read("data/ab/abc1", None).unwrap(),
+        b"hello world",
+        "a refused create leaves the object"
+    );
     assert_eq!(store.read("data/ab/abc1", Some(6..11)).unwrap(), b"world");
     assert_eq!(store.read("data/ab/abc1", Some(3..3)).unwrap(), b"");
-    assert!(matches!(store.read("data/ab/abc1", Some(6..12)), Err(StoreError::OutOfRange { .. })));
+    assert!(matches!(
+        store.read("data/ab/abc1", Some(6..12)),
+        Err(StoreError::OutOfRange { .. })
+    ));
     assert_eq!(store.read("data/cd/cd2", None).unwrap(), b"");
-    assert!(matches!(store.read("nope", None), Err(StoreError::NotFound(_))));
-    let mut names: Vec<(String, u64)> = store.list("data/").unwrap().into_iter().map(|o| (o.name, o.size)).collect();
+    assert!(matches!(
+        store.read("nope", None),
+        Err(StoreError::NotFound(_))
+    ));
+    let mut names: Vec<(String, u64)> = store
+        .list("data/")
+        .unwrap()
+        .into_iter()
+        .map(|o| (o.name, o.size))
+        .collect();
     names.sort();
-    assert_eq!(names, vec![("data/ab/abc1".to_string(), 11), ("data/cd/cd2".to_string(), 0)]);
+    assert_eq!(
+        names,
+        vec![
+            ("data/ab/abc1".to_string(), 11),
+            ("data/cd/cd2".to_string(), 0)
+        ]
+    );
     assert_eq!(store.list("index/").unwrap().len(), 1);
     assert_eq!(store.list("").unwrap().len(), 3);
     assert!(store.list("points/").unwrap().is_empty());
     store.delete("data/ab/abc1").unwrap();
-    assert!(matches!(store.delete("data/ab/abc1"), Err(StoreError::NotFound(_))));
-    assert!(matches!(store.read("data/ab/abc1", None), Err(StoreError::NotFound(_))));
+    assert!(matches!(
+        store.delete("data/ab/abc1"),
+        Err(StoreError::NotFound(_))
+    ));
+    assert!(matches!(
+        store.read("data/ab/abc1", None),
+        Err(StoreError::NotFound(_))
+    ));
     assert_eq!(store.list("data/").unwrap().len(), 1);
     for bad in ["", "/x", "x/", "a//b", "../x", "a/./b", "UPPER", "sp ace"] {
-        assert!(matches!(store.create(bad, b"x"), Err(StoreError::BadName(_))), "{bad:?} must be refused");
+        assert!(
+            matches!(store.create(bad, b"x"), Err(StoreError::BadName(_))),
+            "{bad:?} must be refused"
+        );
     }
     let big: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
     store.create("data/big", &big).unwrap();
-    assert_eq!(store.read("data/big", Some(1_000_000..1_000_010)).unwrap(), &big[1_000_000..1_000_010]);
+    assert_eq!(
+        store.read("data/big", Some(1_000_000..1_000_010)).unwrap(),
+        &big[1_000_000..1_000_010]
+    );
     assert_eq!(store.read("data/big", None).unwrap(), big);
 }
 

@@ -17,8 +17,16 @@ pub struct SealedBlob {
 /// Compresses (keeping the raw bytes when zstd does not save at least 1/32 of them), encrypts, and decrypts once
 /// more to prove the stored bytes open to what was meant: a fault in memory or in the cipher is caught before the
 /// blob counts as stored.
-pub fn seal(keys: &Keys, kind: BlobKind, id: [u8; 32], plain: &[u8], level: i32) -> Result<SealedBlob, VaultError> {
-    let compressed = zstd::bulk::compress(plain, level).ok().filter(|c| c.len() < plain.len() - plain.len() / 32);
+pub fn seal(
+    keys: &Keys,
+    kind: BlobKind,
+    id: [u8; 32],
+    plain: &[u8],
+    level: i32,
+) -> Result<SealedBlob, VaultError> {
+    let compressed = zstd::bulk::compress(plain, level)
+        .ok()
+        .filter(|c| c.len() < plain.len() - plain.len() / 32);
     let (flags, payload) = match &compressed {
         Some(c) => (FLAG_ZSTD, c.as_slice()),
         None => (0, plain),
@@ -26,9 +34,18 @@ pub fn seal(keys: &Keys, kind: BlobKind, id: [u8; 32], plain: &[u8], level: i32)
     let aad = blob_aad(kind, flags, &id);
     let bytes = keys.seal(payload, &aad);
     if keys.open(&bytes, &aad).ok().as_deref() != Some(payload) {
-        return Err(VaultError::Internal(format!("blob {} did not verify after encryption", hex::encode(id))));
+        return Err(VaultError::Internal(format!(
+            "blob {} did not verify after encryption",
+            hex::encode(id)
+        )));
     }
-    Ok(SealedBlob { kind, id, flags, raw_len: plain.len() as u32, bytes })
+    Ok(SealedBlob {
+        kind,
+        id,
+        flags,
+        raw_len: plain.len() as u32,
+        bytes,
+    })
 }
 
 /// Why a stored blob could not be opened.
@@ -51,7 +68,9 @@ pub fn open(
     raw_len: u32,
     sealed: &[u8],
 ) -> Result<Vec<u8>, OpenError> {
-    let payload = keys.open(sealed, &blob_aad(kind, flags, id)).map_err(|_| OpenError::Auth)?;
+    let payload = keys
+        .open(sealed, &blob_aad(kind, flags, id))
+        .map_err(|_| OpenError::Auth)?;
     let plain = if flags & FLAG_ZSTD != 0 {
         zstd::bulk::decompress(&payload, raw_len as usize).map_err(|_| OpenError::Decompress)?
     } else {
@@ -75,13 +94,21 @@ mod tests {
     fn compressible_and_random_round_trip() {
         let keys = Keys::derive(&[1; 32]);
         let text = b"abcabcabc".repeat(1000);
-        let random: Vec<u8> = (0..5000).map(|_| crate::format::ids::random_bytes::<1>()[0]).collect();
+        let random: Vec<u8> = (0..5000)
+            .map(|_| crate::format::ids::random_bytes::<1>()[0])
+            .collect();
         for (plain, want_flag) in [(&text, FLAG_ZSTD), (&random, 0)] {
             let id = keys.chunk_id(plain).0;
             let b = seal(&keys, BlobKind::Data, id, plain, 3).unwrap();
             assert_eq!(b.flags, want_flag);
-            assert_eq!(&open(&keys, BlobKind::Data, &id, b.flags, b.raw_len, &b.bytes).unwrap(), plain);
-            assert!(matches!(open(&keys, BlobKind::Tree, &id, b.flags, b.raw_len, &b.bytes), Err(OpenError::Auth)));
+            assert_eq!(
+                &open(&keys, BlobKind::Data, &id, b.flags, b.raw_len, &b.bytes).unwrap(),
+                plain
+            );
+            assert!(matches!(
+                open(&keys, BlobKind::Tree, &id, b.flags, b.raw_len, &b.bytes),
+                Err(OpenError::Auth)
+            ));
             assert!(open(&keys, BlobKind::Data, &id, b.flags ^ 1, b.raw_len, &b.bytes).is_err());
         }
     }
@@ -90,6 +117,9 @@ mod tests {
     fn wrong_id_is_a_mismatch_even_if_sealed_under_it() {
         let keys = Keys::derive(&[1; 32]);
         let b = seal(&keys, BlobKind::Data, [7; 32], b"data", 3).unwrap();
-        assert!(matches!(open(&keys, BlobKind::Data, &[7; 32], b.flags, 4, &b.bytes), Err(OpenError::Mismatch)));
+        assert!(matches!(
+            open(&keys, BlobKind::Data, &[7; 32], b.flags, 4, &b.bytes),
+            Err(OpenError::Mismatch)
+        ));
     }
 }

@@ -42,7 +42,10 @@ impl Index {
             Some(&n) => n,
             None => {
                 let n = self.packs.len() as u32;
-                self.packs.push(PackInfo { id: pack.id, size: pack.size });
+                self.packs.push(PackInfo {
+                    id: pack.id,
+                    size: pack.size,
+                });
                 self.pack_numbers.insert(pack.id, n);
                 n
             }

@@ -9,7 +9,7 @@ use crate::store::Store;
 pub const KEY_VERSION: u32 = 1;
 
 /// A key as listed to users.
-#[derive(Clone, Debug, serde::Serialize)]
+#[derive(Clone, Debug)]
 pub struct KeyInfo {
     pub id: KeyId,
     pub created: String,
@@ -56,7 +56,11 @@ fn key_ids(store: &dyn Store) -> Result<Vec<KeyId>, VaultError> {
     let mut ids: Vec<KeyId> = store
         .list("keys/")?
         .iter()
-        .filter_map(|o| o.name.strip_prefix("keys/").and_then(|h| KeyId::from_hex(h).ok()))
+        .filter_map(|o| {
+            o.name
+                .strip_prefix("keys/")
+                .and_then(|h| KeyId::from_hex(h).ok())
+        })
         .collect();
     ids.sort();
     Ok(ids)
@@ -73,7 +77,8 @@ pub(super) fn unlock(
         let file = read_key(store, &name)?;
         let salt = hex::decode(&file.salt).map_err(|e| VaultError::damaged(&name, e))?;
         let wrapped = hex::decode(&file.wrapped).map_err(|e| VaultError::damaged(&name, e))?;
-        let kek = derive_kek(passphrase, &salt, file.params).map_err(|e| VaultError::damaged(&name, e))?;
+        let kek = derive_kek(passphrase, &salt, file.params)
+            .map_err(|e| VaultError::damaged(&name, e))?;
         if let Ok(master) = unwrap_master(&kek, &wrapped, config.id.as_bytes()) {
             return Ok((id, master));
         }
@@ -88,24 +93,41 @@ impl Vault {
             .into_iter()
             .map(|id| {
                 let f = read_key(self.store(), &key_name(&id))?;
-                Ok(KeyInfo { id, created: f.created, host: f.host, user: f.user, current: id == self.key_id })
+                Ok(KeyInfo {
+                    id,
+                    created: f.created,
+                    host: f.host,
+                    user: f.user,
+                    current: id == self.key_id,
+                })
             })
             .collect()
     }
 
     /// Adds a key for another passphrase (the master secret is re-derived from the one this vault is open with).
     pub fn add_key(&self, passphrase: &[u8], params: KdfParams) -> Result<KeyId, VaultError> {
-        create_key(self.store(), self.config(), &self.master, passphrase, params)
+        create_key(
+            self.store(),
+            self.config(),
+            &self.master,
+            passphrase,
+            params,
+        )
     }
 
     /// Removes a key; refuses to remove the last one, which would make the vault unreadable forever.
     pub fn remove_key(&self, id: &KeyId) -> Result<(), VaultError> {
         let ids = key_ids(self.store())?;
         if !ids.contains(id) {
-            return Err(VaultError::Key(format!("no key {} in this vault", id.short())));
+            return Err(VaultError::Key(format!(
+                "no key {} in this vault",
+                id.short()
+            )));
         }
         if ids.len() == 1 {
-            return Err(VaultError::Key("refusing to remove the last key: the vault could never be opened".into()));
+            return Err(VaultError::Key(
+                "refusing to remove the last key: the vault could never be opened".into(),
+            ));
         }
         self.store().delete(&key_name(id))?;
         Ok(())
@@ -114,12 +136,17 @@ impl Vault {
     /// Resolves a key id or unique prefix.
     pub fn find_key(&self, prefix: &str) -> Result<KeyId, VaultError> {
         let ids = key_ids(self.store())?;
-        let matches: Vec<_> = ids.iter().filter(|k| k.to_hex().starts_with(&prefix.to_lowercase())).collect();
+        let matches: Vec<_> = ids
+            .iter()
+            .filter(|k| k.to_hex().starts_with(&prefix.to_lowercase()))
+            .collect();
         match matches.as_slice() {
             [one] if !prefix.is_empty() => Ok(**one),
             [] | [_] => Err(VaultError::Key(format!("no key matches '{prefix}'"))),
-            _ => Err(VaultError::Key(format!("'{prefix}' matches {} keys; give more digits", matches.len()))),
+            _ => Err(VaultError::Key(format!(
+                "'{prefix}' matches {} keys; give more digits",
+                matches.len()
+            ))),
         }
     }
-
 }

@@ -37,7 +37,9 @@ pub enum VaultError {
     Exists(String),
     #[error("{0} is not a coffer vault")]
     NotAVault(String),
-    #[error("vault format version {found} is newer than this program supports ({supported}); upgrade coffer")]
+    #[error(
+        "vault format version {found} is newer than this program supports ({supported}); upgrade coffer"
+    )]
     TooNew { found: u32, supported: u32 },
     #[error("wrong passphrase: no key of this vault opens with it")]
     WrongPassphrase,
@@ -57,7 +59,10 @@ pub enum VaultError {
 
 impl VaultError {
     fn damaged(object: impl Into<String>, reason: impl ToString) -> VaultError {
-        VaultError::Damaged { object: object.into(), reason: reason.to_string() }
+        VaultError::Damaged {
+            object: object.into(),
+            reason: reason.to_string(),
+        }
     }
 }
 
@@ -95,7 +100,11 @@ pub struct Vault {
 
 impl Vault {
     /// Creates a new vault in an empty store, with one key for `passphrase`.
-    pub fn init(store: Arc<dyn Store>, passphrase: &[u8], opts: &InitOptions) -> Result<Vault, VaultError> {
+    pub fn init(
+        store: Arc<dyn Store>,
+        passphrase: &[u8],
+        opts: &InitOptions,
+    ) -> Result<Vault, VaultError> {
         if !store.list("")?.is_empty() {
             return Err(VaultError::Exists(store.describe()));
         }
@@ -127,10 +136,23 @@ impl Vault {
         Ok(vault)
     }
 
-    fn assemble(store: Arc<dyn Store>, config: VaultConfig, master: &[u8; 32], key_id: KeyId) -> Vault {
+    fn assemble(
+        store: Arc<dyn Store>,
+        config: VaultConfig,
+        master: &[u8; 32],
+        key_id: KeyId,
+    ) -> Vault {
         let keys = Keys::derive(master);
         let chunker = Chunker::new(config.chunker, keys.gear_seed);
-        Vault { store, config, keys, key_id, master: *master, chunker, index: RwLock::new(Index::new()) }
+        Vault {
+            store,
+            config,
+            keys,
+            key_id,
+            master: *master,
+            chunker,
+            index: RwLock::new(Index::new()),
+        }
     }
 
     pub fn store(&self) -> &dyn Store {
@@ -199,8 +221,11 @@ impl Vault {
         let listed = self.store.list("data/")?;
         let orphans: Vec<_> = {
             let index = self.index();
-            listed.into_iter().filter_map(|o| pack_id_of(&o.name).map(|id| (id, o.size)))
-                .filter(|(id, _)| !index.has_pack(id)).collect()
+            listed
+                .into_iter()
+                .filter_map(|o| pack_id_of(&o.name).map(|id| (id, o.size)))
+                .filter(|(id, _)| !index.has_pack(id))
+                .collect()
         };
         let packs: Vec<IndexPack> = orphans
             .par_iter()
@@ -219,16 +244,25 @@ impl Vault {
     }
 
     /// The blob list of a pack, read from its own header.
-    pub fn read_pack_header(&self, id: &PackId, size: u64) -> Result<Vec<pack::BlobEntry>, VaultError> {
+    pub fn read_pack_header(
+        &self,
+        id: &PackId,
+        size: u64,
+    ) -> Result<Vec<pack::BlobEntry>, VaultError> {
         let name = pack_name(id);
         if size < TRAILER_LEN as u64 {
             return Err(VaultError::damaged(&name, "too short to be a pack"));
         }
-        let trailer = self.store.read(&name, Some(size - TRAILER_LEN as u64..size))?;
+        let trailer = self
+            .store
+            .read(&name, Some(size - TRAILER_LEN as u64..size))?;
         let len = pack::header_len(&trailer).map_err(|e| VaultError::damaged(&name, e))? as u64;
         let end = size - TRAILER_LEN as u64;
         if len > end {
-            return Err(VaultError::damaged(&name, "header length exceeds pack size"));
+            return Err(VaultError::damaged(
+                &name,
+                "header length exceeds pack size",
+            ));
         }
         let sealed = self.store.read(&name, Some(end - len..end))?;
         pack::decode_header(&self.keys, &sealed).map_err(|e| VaultError::damaged(&name, e))
@@ -236,7 +270,10 @@ impl Vault {
 
     /// Reads, opens and verifies one blob.
     pub fn read_blob(&self, kind: BlobKind, id: &[u8; 32]) -> Result<Vec<u8>, VaultError> {
-        let loc = self.index().get(id).ok_or_else(|| VaultError::MissingBlob(hex::encode(id)))?;
+        let loc = self
+            .index()
+            .get(id)
+            .ok_or_else(|| VaultError::MissingBlob(hex::encode(id)))?;
         let pack = self.index().pack(loc.pack);
         let name = pack_name(&pack.id);
         let range = loc.offset as u64..loc.offset as u64 + loc.length as u64;
@@ -263,7 +300,12 @@ impl Vault {
     }
 
     /// Seals one blob with this vault's keys and compression level.
-    pub fn seal_blob(&self, kind: BlobKind, id: [u8; 32], plain: &[u8]) -> Result<SealedBlob, VaultError> {
+    pub fn seal_blob(
+        &self,
+        kind: BlobKind,
+        id: [u8; 32],
+        plain: &[u8],
+    ) -> Result<SealedBlob, VaultError> {
         blob::seal(&self.keys, kind, id, plain, self.config.compression)
     }
 }
@@ -280,7 +322,10 @@ pub fn read_config(store: &dyn Store) -> Result<VaultConfig, VaultError> {
         return Err(VaultError::NotAVault(store.describe()));
     }
     if config.version > VAULT_VERSION {
-        return Err(VaultError::TooNew { found: config.version, supported: VAULT_VERSION });
+        return Err(VaultError::TooNew {
+            found: config.version,
+            supported: VAULT_VERSION,
+        });
     }
     Ok(config)
 }

@@ -83,22 +83,37 @@ impl BlobWriter {
         let (pack_tx, pack_rx) = bounded::<FullPack>(1);
         let mut threads = Vec::new();
         for _ in 0..workers {
-            let (rx, tx, v, s) = (job_rx.clone(), sealed_tx.clone(), vault.clone(), shared.clone());
+            let (rx, tx, v, s) = (
+                job_rx.clone(),
+                sealed_tx.clone(),
+                vault.clone(),
+                shared.clone(),
+            );
             threads.push(std::thread::spawn(move || seal_loop(&v, &rx, &tx, &s)));
         }
         drop(sealed_tx);
         let pack_size = vault.config().pack_size as usize;
         let (v, s) = (vault.clone(), shared.clone());
-        threads.push(std::thread::spawn(move || pack_loop(&v, pack_size, &sealed_rx, &pack_tx, &s)));
+        threads.push(std::thread::spawn(move || {
+            pack_loop(&v, pack_size, &sealed_rx, &pack_tx, &s)
+        }));
         let (v, s) = (vault.clone(), shared.clone());
         threads.push(std::thread::spawn(move || write_loop(&v, &pack_rx, &s)));
-        BlobWriter { vault, pending: Mutex::new(HashSet::new()), jobs: Some(job_tx), threads, shared }
+        BlobWriter {
+            vault,
+            pending: Mutex::new(HashSet::new()),
+            jobs: Some(job_tx),
+            threads,
+            shared,
+        }
     }
 
     /// Queues a blob for storage unless the vault or this writer already has it. Returns true if it was new.
     /// Blocks while the pipeline is full (that is the memory bound).
     pub fn add(&self, kind: BlobKind, id: [u8; 32], data: Vec<u8>) -> bool {
-        if self.vault.index().contains(&id) || !self.pending.lock().expect("pending lock").insert(id) {
+        if self.vault.index().contains(&id)
+            || !self.pending.lock().expect("pending lock").insert(id)
+        {
             return false;
         }
         self.shared.blobs_new.fetch_add(1, Relaxed);
@@ -125,7 +140,8 @@ impl BlobWriter {
         self.jobs = None;
         for t in self.threads.drain(..) {
             if t.join().is_err() {
-                self.shared.fail(VaultError::Internal("a writer thread panicked".into()));
+                self.shared
+                    .fail(VaultError::Internal("a writer thread panicked".into()));
             }
         }
         if let Some(e) = self.shared.error.lock().expect("error lock").take() {
@@ -186,15 +202,28 @@ impl OpenPack {
     fn close(&mut self, vault: &Vault) -> FullPack {
         let mut bytes = std::mem::take(&mut self.bytes);
         bytes.extend_from_slice(&encode_header(vault.keys(), &self.blobs));
-        FullPack { bytes, blobs: std::mem::take(&mut self.blobs) }
+        FullPack {
+            bytes,
+            blobs: std::mem::take(&mut self.blobs),
+        }
     }
 }
 
-fn pack_loop(vault: &Vault, pack_size: usize, rx: &Receiver<SealedBlob>, tx: &Sender<FullPack>, shared: &Shared) {
+fn pack_loop(
+    vault: &Vault,
+    pack_size: usize,
+    rx: &Receiver<SealedBlob>,
+    tx: &Sender<FullPack>,
+    shared: &Shared,
+) {
     let (mut data, mut trees) = (OpenPack::default(), OpenPack::default());
     for b in rx {
         shared.bytes_stored.fetch_add(b.bytes.len() as u64, Relaxed);
-        let open = if b.kind == BlobKind::Tree { &mut trees } else { &mut data };
+        let open = if b.kind == BlobKind::Tree {
+            &mut trees
+        } else {
+            &mut data
+        };
         open.push(b);
         if open.bytes.len() >= pack_size {
             let _ = tx.send(open.close(vault));
@@ -241,5 +270,9 @@ fn store_pack(vault: &Vault, pack: FullPack) -> Result<IndexPack, VaultError> {
         Ok(()) | Err(StoreError::AlreadyExists(_)) => {}
         Err(e) => return Err(e.into()),
     }
-    Ok(IndexPack { id, size: pack.bytes.len() as u64, blobs: pack.blobs })
+    Ok(IndexPack {
+        id,
+        size: pack.bytes.len() as u64,
+        blobs: pack.blobs,
+    })
 }

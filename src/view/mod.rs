@@ -7,8 +7,8 @@ use crate::format::tree::{Node, NodeKind, Tree};
 use crate::vault::{Vault, VaultError};
 use lru::LruCache;
 use std::io::Write;
-use std::os::unix::ffi::OsStrExt;
 use std::num::NonZeroUsize;
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
@@ -24,7 +24,7 @@ pub struct View {
 /// What a path inside a point names: the point's root (no node of its own) or a node.
 pub enum Entry {
     Root(TreeId),
-    Node(Node),
+    Node(Box<Node>),
 }
 
 impl Entry {
@@ -40,7 +40,10 @@ impl Entry {
 impl View {
     pub fn new(vault: Arc<Vault>) -> View {
         let cap = NonZeroUsize::new(TREE_CACHE).expect("non-zero");
-        View { vault, trees: Mutex::new(LruCache::new(cap)) }
+        View {
+            vault,
+            trees: Mutex::new(LruCache::new(cap)),
+        }
     }
 
     pub fn vault(&self) -> &Arc<Vault> {
@@ -53,7 +56,10 @@ impl View {
             return Ok(t.clone());
         }
         let tree = Arc::new(self.vault.read_tree(id)?);
-        self.trees.lock().expect("tree cache lock").put(*id, tree.clone());
+        self.trees
+            .lock()
+            .expect("tree cache lock")
+            .put(*id, tree.clone());
         Ok(tree)
     }
 
@@ -64,13 +70,22 @@ impl View {
             let name = match comp {
                 Component::Normal(n) => n.as_encoded_bytes(),
                 Component::RootDir | Component::CurDir => continue,
-                _ => return Err(VaultError::Point(format!("'{}': '..' is not allowed here", path.display()))),
+                _ => {
+                    return Err(VaultError::Point(format!(
+                        "'{}': '..' is not allowed here",
+                        path.display()
+                    )));
+                }
             };
             let Some(dir) = entry.subtree() else {
                 return Err(not_found(point, path));
             };
             let tree = self.tree(&dir)?;
-            entry = Entry::Node(tree.find(name).cloned().ok_or_else(|| not_found(point, path))?);
+            let node = tree
+                .find(name)
+                .cloned()
+                .ok_or_else(|| not_found(point, path))?;
+            entry = Entry::Node(Box::new(node));
         }
         Ok(entry)
     }
@@ -130,10 +145,16 @@ pub enum ContentError {
 }
 
 fn not_found(point: &PointRecord, path: &Path) -> VaultError {
-    VaultError::Point(format!("{}: no such file or directory in recovery point {}", path.display(), point.id.short()))
+    VaultError::Point(format!(
+        "{}: no such file or directory in recovery point {}",
+        path.display(),
+        point.id.short()
+    ))
 }
 
 /// `path` made relative (leading `/` removed), for joining below a target directory.
 pub fn relative(path: &Path) -> PathBuf {
-    path.components().filter(|c| matches!(c, Component::Normal(_))).collect()
+    path.components()
+        .filter(|c| matches!(c, Component::Normal(_)))
+        .collect()
 }
