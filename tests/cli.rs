@@ -280,3 +280,122 @@ fn a_flipped_byte_in_a_pack_is_named_by_check_and_restore() {
         stderr(&o)
     );
 }
+
+#[test]
+fn exclude_file_and_password_sources() {
+    let tmp = tempfile::tempdir().unwrap();
+    let c = Coffer::new(&tmp.path().join("vault"));
+    c.ok(&["init"]);
+    let src = tmp.path().join("src");
+    std::fs::create_dir_all(src.join("cache")).unwrap();
+    std::fs::write(src.join("keep.txt"), b"k").unwrap();
+    std::fs::write(src.join("drop.tmp"), b"d").unwrap();
+    std::fs::write(src.join("cache/x"), b"x").unwrap();
+    let excl = tmp.path().join("excludes");
+    std::fs::write(
+        &excl,
+        format!("# comment\n*.tmp\n\n{}\n", src.join("cache").display()),
+    )
+    .unwrap();
+    let pwfile = tmp.path().join("pw");
+    std::fs::write(&pwfile, format!("{}\nsecond line ignored\n", c.password)).unwrap();
+    let mut cmd = c.cmd(&[
+        "backup",
+        "--exclude-file",
+        excl.to_str().unwrap(),
+        src.to_str().unwrap(),
+    ]);
+    cmd.env_remove("COFFER_PASSWORD")
+        .arg("--password-file")
+        .arg(&pwfile);
+    assert!(cmd.output().unwrap().status.success());
+    let mut ls = c.cmd(&["ls", "latest", src.to_str().unwrap()]);
+    ls.env_remove("COFFER_PASSWORD")
+        .args(["--password-command", &format!("echo '{}'", c.password)]);
+    let out = String::from_utf8(ls.output().unwrap().stdout).unwrap();
+    assert!(
+        out.contains("keep.txt") && !out.contains("drop.tmp") && !out.contains("cache"),
+        "{out}"
+    );
+    let mut none = c.cmd(&["list"]);
+    none.env_remove("COFFER_PASSWORD")
+        .stdin(std::process::Stdio::null());
+    let o = none.output().unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("no passphrase"), "{}", stderr(&o));
+}
+
+#[test]
+fn a_missing_pack_is_named_by_check_with_the_affected_files() {
+    let (tmp, c, src) = setup(Scale::Small);
+    std::fs::write(
+        src.join("only-here.bin"),
+        (0..200_000u32)
+            .map(|i| (i * 7 % 251) as u8)
+            .collect::<Vec<_>>(),
+    )
+    .unwrap();
+    let id = c.ok(&["backup", src.to_str().unwrap()]).trim().to_string();
+    let packs = common::files_below(&tmp.path().join("vault/data"));
+    let data_pack = packs
+        .iter()
+        .max_by_key(|p| std::fs::metadata(p).unwrap().len())
+        .unwrap();
+    std::fs::remove_file(data_pack).unwrap();
+    let o = c.run(&["check"]);
+    assert_eq!(o.status.code(), Some(1));
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.contains("pack is missing"), "{out}");
+    let line = format!(
+        "damaged: recovery point {}: {}",
+        &id[..8],
+        src.join("only-here.bin").display()
+    );
+    assert!(out.contains(&line), "expected '{line}' in:\n{out}");
+    let spec = format!("latest:{}", src.join("only-here.bin").display());
+    let o = c.run(&["cat", &spec]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("only-here.bin") && stderr(&o).contains(&id[..8]),
+        "{}",
+        stderr(&o)
+    );
+}
+
+#[test]
+fn a_file_growing_during_backup_is_reported_with_exit_3() {
+    let tmp = tempfile::tempdir().unwrap();
+    let c = Coffer::new(&tmp.path().join("vault"));
+    c.ok(&["init"]);
+    let src = tmp.path().join("src");
+    std::fs::create_dir(&src).unwrap();
+    let log = src.join("growing.log");
+    std::fs::write(&log, vec![b'x'; 64 << 20]).unwrap();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writer = {
+        let (stop, log) = (stop.clone(), log.clone());
+        std::thread::spawn(move || {
+            let mut f = std::fs::OpenOptions::new().append(true).open(&log).unwrap();
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                std::io::Write::write_all(&mut f, b"appended line\n").unwrap();
+                std::thread::sleep(std::time::Duration::from_micros(200));
+            }
+        })
+    };
+    let o = c.run(&["backup", "--json", src.to_str().unwrap()]);
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    writer.join().unwrap();
+    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("changed while it was read"),
+        "{}",
+        stderr(&o)
+    );
+    let rec = json(&String::from_utf8_lossy(&o.stdout));
+    assert!(
+        rec["errors"][0]["path"]
+            .as_str()
+            .unwrap()
+            .ends_with("growing.log")
+    );
+}

@@ -236,3 +236,30 @@ fn keys_can_be_added_changed_and_not_all_removed() {
     }
     .ok(&["list"]);
 }
+
+#[test]
+fn one_file_system_keeps_the_mount_point_but_not_its_content() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    std::fs::create_dir(&src).unwrap();
+    std::fs::write(src.join("local.txt"), b"on the source fs").unwrap();
+    let Some(inner) = Tmpfs::mount(&src.join("mnt"), "1m") else {
+        eprintln!("SKIP: cannot mount a tmpfs here (needs root)");
+        return;
+    };
+    std::fs::write(inner.0.join("other-fs.txt"), b"on another fs").unwrap();
+    let c = Coffer::new(&tmp.path().join("vault"));
+    c.ok(&["init"]);
+    c.ok(&["backup", "--one-file-system", src.to_str().unwrap()]);
+    let listing = c.ok(&["ls", "latest", src.to_str().unwrap(), "--recursive"]);
+    assert!(
+        listing.contains("local.txt") && listing.contains("/mnt"),
+        "{listing}"
+    );
+    assert!(!listing.contains("other-fs.txt"), "{listing}");
+    c.ok(&["backup", src.to_str().unwrap()]);
+    assert!(
+        c.ok(&["ls", "latest", src.to_str().unwrap(), "--recursive"])
+            .contains("other-fs.txt")
+    );
+}
