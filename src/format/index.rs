@@ -66,6 +66,22 @@ mod tests {
     use super::*;
     use crate::format::ids::BlobKind;
 
+    proptest::proptest! {
+        #[test]
+        fn any_index_round_trips(packs in proptest::collection::vec((proptest::prelude::any::<[u8; 32]>(), 0u64..1 << 40, proptest::collection::vec((proptest::prelude::any::<[u8; 32]>(), proptest::prelude::any::<(u8, u32, u32, u32, bool)>()), 0..20)), 0..6)) {
+            let keys = Keys::derive(&[4; 32]);
+            let packs: Vec<IndexPack> = packs.into_iter().map(|(id, size, blobs)| IndexPack {
+                id: PackId(id),
+                size,
+                blobs: blobs.into_iter().map(|(id, (flags, offset, length, raw_len, tree))| BlobEntry {
+                    kind: if tree { BlobKind::Tree } else { BlobKind::Data }, flags, id, offset, length, raw_len,
+                }).collect(),
+            }).collect();
+            let (_, bytes) = IndexFile::encode(packs.clone(), &keys);
+            proptest::prop_assert_eq!(IndexFile::decode(&bytes, &keys).unwrap().packs, packs);
+        }
+    }
+
     #[test]
     fn round_trip() {
         let keys = Keys::derive(&[4; 32]);

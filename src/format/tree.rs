@@ -184,6 +184,8 @@ impl Tree {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::collection::vec;
+    use proptest::prelude::*;
 
     fn file(name: &[u8], pieces: Vec<Piece>) -> Node {
         let mut n = Node::new(name.to_vec(), NodeKind::File);
@@ -236,6 +238,104 @@ mod tests {
         assert!(t.find(b"\xff\xfe").is_some());
         assert!(t.find(b"zz").is_none());
         assert_eq!(Tree::decode(&t.encode()).unwrap(), t);
+    }
+
+    fn arb_node() -> impl Strategy<Value = Node> {
+        let kinds = prop_oneof![
+            Just(NodeKind::File),
+            Just(NodeKind::Dir),
+            Just(NodeKind::Symlink),
+            Just(NodeKind::CharDevice),
+            Just(NodeKind::BlockDevice),
+            Just(NodeKind::Fifo)
+        ];
+        let time =
+            (any::<i64>(), 0u32..1_000_000_000).prop_map(|(secs, nanos)| Time { secs, nanos });
+        let xattr = (vec(any::<u8>(), 1..20), vec(any::<u8>(), 0..40))
+            .prop_map(|(name, value)| Xattr { name, value });
+        let piece = (
+            any::<u64>(),
+            any::<u64>(),
+            proptest::option::of(any::<[u8; 32]>()),
+        )
+            .prop_map(|(offset, length, c)| Piece {
+                offset,
+                length,
+                chunk: c.map(ChunkId),
+            });
+        (
+            (
+                vec(any::<u8>(), 1..40),
+                kinds,
+                any::<u32>(),
+                any::<u32>(),
+                any::<u32>(),
+            ),
+            (
+                proptest::option::of(".{0,10}"),
+                time.clone(),
+                time.clone(),
+                time,
+            ),
+            (
+                any::<u64>(),
+                any::<u64>(),
+                any::<u64>(),
+                any::<u64>(),
+                any::<u64>(),
+            ),
+            (
+                vec(xattr, 0..4),
+                vec(any::<u8>(), 0..30),
+                vec(piece, 0..5),
+                proptest::option::of(any::<[u8; 32]>()),
+            ),
+        )
+            .prop_map(
+                |(
+                    (name, kind, mode, uid, gid),
+                    (user, mtime, atime, ctime),
+                    (size, dev, inode, nlink, rdev),
+                    (xattrs, target, content, sub),
+                )| Node {
+                    name,
+                    kind,
+                    mode,
+                    uid,
+                    gid,
+                    group: user.clone(),
+                    user,
+                    mtime,
+                    atime,
+                    ctime,
+                    size,
+                    dev,
+                    inode,
+                    nlink,
+                    rdev,
+                    xattrs,
+                    target,
+                    content,
+                    subtree: sub.map(TreeId),
+                },
+            )
+    }
+
+    proptest! {
+        /// Every field of every node kind survives encoding, including arbitrary name and target bytes.
+        #[test]
+        fn any_tree_round_trips(nodes in vec(arb_node(), 0..12)) {
+            let tree = Tree::new(nodes);
+            let bytes = tree.encode();
+            prop_assert_eq!(Tree::decode(&bytes).unwrap(), tree.clone());
+            prop_assert_eq!(Tree::new(tree.nodes.clone()).encode(), bytes, "encoding is deterministic");
+        }
+
+        /// Decoding arbitrary bytes never panics.
+        #[test]
+        fn garbage_does_not_panic(bytes in vec(any::<u8>(), 0..200)) {
+            let _ = Tree::decode(&bytes);
+        }
     }
 
     #[test]
