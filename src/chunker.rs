@@ -164,17 +164,9 @@ mod tests {
         let c = Chunker::new(small(), 42);
         let d = data(1_000_000, 1);
         let chunks = all_chunks(&c, &d);
-        assert!(
-            chunks.len() > 20 && chunks.len() < 250,
-            "{} chunks",
-            chunks.len()
-        );
+        assert!(chunks.len() > 20 && chunks.len() < 250, "{} chunks", chunks.len());
         for ch in &chunks[..chunks.len() - 1] {
-            assert!(
-                ch.len() >= 4096 && ch.len() <= 65536,
-                "chunk of {}",
-                ch.len()
-            );
+            assert!(ch.len() >= 4096 && ch.len() <= 65536, "chunk of {}", ch.len());
         }
         assert_eq!(chunks.concat(), d);
     }
@@ -182,14 +174,8 @@ mod tests {
     #[test]
     fn seed_changes_boundaries() {
         let d = data(500_000, 3);
-        let a: Vec<usize> = all_chunks(&Chunker::new(small(), 1), &d)
-            .iter()
-            .map(Vec::len)
-            .collect();
-        let b: Vec<usize> = all_chunks(&Chunker::new(small(), 2), &d)
-            .iter()
-            .map(Vec::len)
-            .collect();
+        let a: Vec<usize> = all_chunks(&Chunker::new(small(), 1), &d).iter().map(Vec::len).collect();
+        let b: Vec<usize> = all_chunks(&Chunker::new(small(), 2), &d).iter().map(Vec::len).collect();
         assert_ne!(a, b);
     }
 

@@ -87,13 +87,7 @@ fn seal_with(cipher: &Aes256Gcm, plaintext: &[u8], aad: &[u8]) -> Vec<u8> {
     let nonce_bytes: [u8; 12] = random_bytes();
     let nonce = Nonce::from(nonce_bytes);
     let ct = cipher
-        .encrypt(
-            &nonce,
-            Payload {
-                msg: plaintext,
-                aad,
-            },
-        )
+        .encrypt(&nonce, Payload { msg: plaintext, aad })
         .expect("AES-GCM encryption of an in-memory buffer cannot fail");
     let mut out = Vec::with_capacity(12 + ct.len());
     out.extend_from_slice(&nonce_bytes);
@@ -156,9 +150,7 @@ pub fn wrap_master(kek: &[u8; 32], master: &[u8; 32], aad: &[u8]) -> Vec<u8> {
 /// Unwraps the master secret; `CryptoError::Auth` means a wrong passphrase (or a damaged key file).
 pub fn unwrap_master(kek: &[u8; 32], wrapped: &[u8], aad: &[u8]) -> Result<[u8; 32], CryptoError> {
     let plain = open_with(&Aes256Gcm::new(&(*kek).into()), wrapped, aad)?;
-    plain
-        .try_into()
-        .map_err(|v: Vec<u8>| CryptoError::Short(v.len()))
+    plain.try_into().map_err(|v: Vec<u8>| CryptoError::Short(v.len()))
 }
 
 #[cfg(test)]
@@ -171,17 +163,11 @@ mod tests {
         let sealed = keys.seal(b"hello", b"ctx");
         assert_eq!(sealed.len(), 5 + SEAL_OVERHEAD);
         assert_eq!(keys.open(&sealed, b"ctx").unwrap(), b"hello");
-        assert!(matches!(
-            keys.open(&sealed, b"other"),
-            Err(CryptoError::Auth)
-        ));
+        assert!(matches!(keys.open(&sealed, b"other"), Err(CryptoError::Auth)));
         let mut bad = sealed.clone();
         bad[14] ^= 1;
         assert!(matches!(keys.open(&bad, b"ctx"), Err(CryptoError::Auth)));
-        assert!(matches!(
-            keys.open(&sealed[..10], b"ctx"),
-            Err(CryptoError::Short(10))
-        ));
+        assert!(matches!(keys.open(&sealed[..10], b"ctx"), Err(CryptoError::Short(10))));
         assert!(Keys::derive(&[2; 32]).open(&sealed, b"ctx").is_err());
     }
 

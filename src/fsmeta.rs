@@ -283,10 +283,7 @@ pub fn data_regions(file: &File, size: u64) -> io::Result<Vec<std::ops::Range<u6
         let start = match lseek(file, pos, libc::SEEK_DATA) {
             Ok(Some(s)) => s,
             Ok(None) => break,
-            Err(e)
-                if e.raw_os_error() == Some(libc::EINVAL)
-                    || e.raw_os_error() == Some(libc::ENOTSUP) =>
-            {
+            Err(e) if e.raw_os_error() == Some(libc::EINVAL) || e.raw_os_error() == Some(libc::ENOTSUP) => {
                 return Ok(std::iter::once(0..size).collect());
             }
             Err(e) => return Err(e),
@@ -294,9 +291,7 @@ pub fn data_regions(file: &File, size: u64) -> io::Result<Vec<std::ops::Range<u6
         if start >= size {
             break;
         }
-        let end = lseek(file, start, libc::SEEK_HOLE)?
-            .unwrap_or(size)
-            .min(size);
+        let end = lseek(file, start, libc::SEEK_HOLE)?.unwrap_or(size).min(size);
         regions.push(start..end);
         pos = end;
     }
@@ -318,8 +313,7 @@ pub fn changed_since(file: &File, node: &Node) -> io::Result<bool> {
 }
 
 fn cpath(path: &Path) -> io::Result<CString> {
-    CString::new(path.as_os_str().as_bytes())
-        .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))
+    CString::new(path.as_os_str().as_bytes()).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))
 }
 
 fn check(rc: libc::c_int) -> io::Result<()> {
@@ -385,27 +379,19 @@ pub fn apply_metadata(path: &Path, node: &Node, opts: &RestoreOptions) -> Result
     };
     if opts.owner {
         // SAFETY: valid NUL-terminated path.
-        note(
-            check(unsafe { libc::lchown(p.as_ptr(), node.uid, node.gid) })
-                .map_err(io_err("chown", path)),
-        );
+        note(check(unsafe { libc::lchown(p.as_ptr(), node.uid, node.gid) }).map_err(io_err("chown", path)));
     }
     if node.kind != NodeKind::Symlink {
         // SAFETY: valid NUL-terminated path.
-        note(
-            check(unsafe { libc::chmod(p.as_ptr(), node.mode & 0o7777) })
-                .map_err(io_err("chmod", path)),
-        );
+        note(check(unsafe { libc::chmod(p.as_ptr(), node.mode & 0o7777) }).map_err(io_err("chmod", path)));
     }
     for x in &node.xattrs {
         let name = OsStr::from_bytes(&x.name);
-        note(
-            xattr::set(path, name, &x.value).map_err(|source| FsError::Xattr {
-                name: String::from_utf8_lossy(&x.name).into_owned(),
-                path: path.to_path_buf(),
-                source,
-            }),
-        );
+        note(xattr::set(path, name, &x.value).map_err(|source| FsError::Xattr {
+            name: String::from_utf8_lossy(&x.name).into_owned(),
+            path: path.to_path_buf(),
+            source,
+        }));
     }
     note(set_times(&p, node).map_err(io_err("set times of", path)));
     first.map_or(Ok(()), Err)
@@ -418,14 +404,7 @@ fn set_times(p: &CString, node: &Node) -> io::Result<()> {
     };
     let times = [ts(node.atime), ts(node.mtime)];
     // SAFETY: valid path and a two-element timespec array, as utimensat requires.
-    check(unsafe {
-        libc::utimensat(
-            libc::AT_FDCWD,
-            p.as_ptr(),
-            times.as_ptr(),
-            libc::AT_SYMLINK_NOFOLLOW,
-        )
-    })
+    check(unsafe { libc::utimensat(libc::AT_FDCWD, p.as_ptr(), times.as_ptr(), libc::AT_SYMLINK_NOFOLLOW) })
 }
 
 #[cfg(test)]
@@ -435,9 +414,7 @@ mod tests {
     use std::os::unix::fs::FileExt;
 
     fn node_of(path: &Path) -> Node {
-        read_node(path, b"x".to_vec(), &NameCache::new())
-            .unwrap()
-            .unwrap()
+        read_node(path, b"x".to_vec(), &NameCache::new()).unwrap().unwrap()
     }
 
     #[test]
@@ -557,12 +534,7 @@ mod tests {
         let f = File::open(&p).unwrap();
         let r = data_regions(&f, 10 << 20).unwrap();
         assert_eq!(r.len(), 2, "{r:?}");
-        assert!(
-            r[0].start == 0
-                && r[0].end >= 4096
-                && r[1].start <= 5 << 20
-                && r[1].end >= (5 << 20) + 4096
-        );
+        assert!(r[0].start == 0 && r[0].end >= 4096 && r[1].start <= 5 << 20 && r[1].end >= (5 << 20) + 4096);
         assert!(r.iter().map(|x| x.end - x.start).sum::<u64>() < 1 << 20);
         let empty = File::create(dir.path().join("e")).unwrap();
         assert!(data_regions(&empty, 0).unwrap().is_empty());

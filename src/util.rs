@@ -9,11 +9,7 @@ pub fn now_rfc3339() -> String {
 
 /// RFC 3339 UTC with nine fractional digits.
 pub fn format_time(ts: Timestamp) -> String {
-    format!(
-        "{}.{:09}Z",
-        ts.strftime("%Y-%m-%dT%H:%M:%S"),
-        ts.subsec_nanosecond()
-    )
+    format!("{}.{:09}Z", ts.strftime("%Y-%m-%dT%H:%M:%S"), ts.subsec_nanosecond())
 }
 
 /// Parses a time written by `format_time` (or any RFC 3339 time).

@@ -3,14 +3,11 @@
 
 mod common;
 
-use common::run::Coffer;
+use common::run::{Coffer, json};
 use common::{CompareOptions, Scale, compare_trees, generate_tree, mutate_tree};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-fn json(out: &str) -> serde_json::Value {
-    serde_json::from_str(out).unwrap_or_else(|e| panic!("not JSON ({e}): {out}"))
-}
 
 /// A vault in a temp dir, initialised, and a generated source tree.
 fn setup(scale: Scale) -> (tempfile::TempDir, Coffer, PathBuf) {
@@ -43,13 +40,7 @@ fn every_node_kind_round_trips_and_rsync_agrees() {
     let id = c.ok(&["backup", src.to_str().unwrap()]).trim().to_string();
     assert_eq!(id.len(), 64, "backup prints the full id: {id}");
     let target = tmp.path().join("restore");
-    c.ok(&[
-        "restore",
-        &id,
-        "--target",
-        target.to_str().unwrap(),
-        "--verify",
-    ]);
+    c.ok(&["restore", &id, "--target", target.to_str().unwrap(), "--verify"]);
     assert_same(&src, &restored(&target, &src));
     if Command::new("rsync").arg("--version").output().is_ok() {
         let out = Command::new("rsync")
@@ -59,15 +50,8 @@ fn every_node_kind_round_trips_and_rsync_agrees() {
             .output()
             .unwrap();
         let listing = String::from_utf8_lossy(&out.stdout);
-        let diffs: Vec<&str> = listing
-            .lines()
-            .filter(|l| !l.ends_with(" socket"))
-            .collect();
-        assert!(
-            diffs.is_empty(),
-            "rsync sees differences:\n{}",
-            diffs.join("\n")
-        );
+        let diffs: Vec<&str> = listing.lines().filter(|l| !l.ends_with(" socket")).collect();
+        assert!(diffs.is_empty(), "rsync sees differences:\n{}", diffs.join("\n"));
     } else {
         eprintln!("rsync not installed: skipping the rsync comparison");
     }
@@ -82,10 +66,7 @@ fn second_backup_reads_no_file_content_and_stores_nothing() {
     let second = json(&c.ok(&["backup", "--json", src.to_str().unwrap()]));
     assert_eq!(second["sizes"]["files_read"], 0, "{second}");
     assert_eq!(second["sizes"]["bytes_read"], 0);
-    assert_eq!(
-        second["sizes"]["bytes_new"], 0,
-        "unchanged trees must dedupe"
-    );
+    assert_eq!(second["sizes"]["bytes_new"], 0, "unchanged trees must dedupe");
     assert_eq!(second["parent"], first["id"]);
 }
 
@@ -111,14 +92,7 @@ fn list_ls_and_cat_show_the_point() {
     let (_tmp, c, src) = setup(Scale::Small);
     std::fs::write(src.join("hello.txt"), b"hello coffer\n").unwrap();
     let id = c
-        .ok(&[
-            "backup",
-            "--tag",
-            "t1",
-            "--host",
-            "h1",
-            src.to_str().unwrap(),
-        ])
+        .ok(&["backup", "--tag", "t1", "--host", "h1", src.to_str().unwrap()])
         .trim()
         .to_string();
     let list = json(&c.ok(&["list", "--json"]));
@@ -130,12 +104,7 @@ fn list_ls_and_cat_show_the_point() {
     assert!(c.ok(&["list"]).contains(&id[..8]));
     let ls = c.ok(&["ls", &id[..8], src.to_str().unwrap()]);
     assert!(ls.lines().any(|l| l.ends_with("/hello.txt")), "{ls}");
-    let ls_l = c.ok(&[
-        "ls",
-        "latest",
-        src.join("hello.txt").to_str().unwrap(),
-        "-l",
-    ]);
+    let ls_l = c.ok(&["ls", "latest", src.join("hello.txt").to_str().unwrap(), "-l"]);
     assert!(ls_l.starts_with("-rw"), "{ls_l}");
     let all = json(&c.ok(&["ls", "--json", "--recursive", "latest", "/"]));
     assert!(all.as_array().unwrap().len() > 20);
@@ -158,14 +127,7 @@ fn restore_of_a_subdirectory_with_include_and_exclude() {
     c.ok(&["backup", "--exclude", "*.log", src.to_str().unwrap()]);
     let sub = format!("latest:{}", src.join("a").display());
     let t1 = tmp.path().join("t1");
-    c.ok(&[
-        "restore",
-        &sub,
-        "--target",
-        t1.to_str().unwrap(),
-        "--exclude",
-        "y",
-    ]);
+    c.ok(&["restore", &sub, "--target", t1.to_str().unwrap(), "--exclude", "y"]);
     assert!(t1.join("x/1.txt").is_file());
     assert!(!t1.join("x/2.log").exists(), "excluded at backup");
     assert!(!t1.join("y").exists(), "excluded at restore");
@@ -210,23 +172,13 @@ fn bad_input_gives_one_line_errors() {
         let o = c.run(&args);
         assert_eq!(o.status.code(), Some(1), "{args:?}");
         assert!(stderr(&o).contains(needle), "{args:?}: {}", stderr(&o));
-        assert_eq!(
-            stderr(&o).trim().lines().count(),
-            1,
-            "{args:?}: {}",
-            stderr(&o)
-        );
+        assert_eq!(stderr(&o).trim().lines().count(), 1, "{args:?}: {}", stderr(&o));
         assert!(!stderr(&o).contains("panicked"));
     }
     let file = tmp.path().join("plain-file");
     std::fs::write(&file, b"x").unwrap();
     c.ok(&["backup", file.to_str().unwrap()]);
-    let o = c.run(&[
-        "restore",
-        "latest",
-        "--target",
-        file.join("sub").to_str().unwrap(),
-    ]);
+    let o = c.run(&["restore", "latest", "--target", file.join("sub").to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(1));
     assert!(stderr(&o).contains("restore target"), "{}", stderr(&o));
     let config = tmp.path().join("vault/config");
@@ -235,11 +187,7 @@ fn bad_input_gives_one_line_errors() {
         .replace("\"version\": 1", "\"version\": 99");
     std::fs::write(&config, text).unwrap();
     let o = c.run(&["list"]);
-    assert!(
-        stderr(&o).contains("newer than this program"),
-        "{}",
-        stderr(&o)
-    );
+    assert!(stderr(&o).contains("newer than this program"), "{}", stderr(&o));
 }
 
 #[test]
@@ -274,11 +222,7 @@ fn a_flipped_byte_in_a_pack_is_named_by_check_and_restore() {
     let target = tmp.path().join("r");
     let o = c.run(&["restore", "latest", "--target", target.to_str().unwrap()]);
     assert_ne!(o.status.code(), Some(0));
-    assert!(
-        stderr(&o).contains(name),
-        "restore names the pack: {}",
-        stderr(&o)
-    );
+    assert!(stderr(&o).contains(name), "restore names the pack: {}", stderr(&o));
 }
 
 #[test]
@@ -292,11 +236,7 @@ fn exclude_file_and_password_sources() {
     std::fs::write(src.join("drop.tmp"), b"d").unwrap();
     std::fs::write(src.join("cache/x"), b"x").unwrap();
     let excl = tmp.path().join("excludes");
-    std::fs::write(
-        &excl,
-        format!("# comment\n*.tmp\n\n{}\n", src.join("cache").display()),
-    )
-    .unwrap();
+    std::fs::write(&excl, format!("# comment\n*.tmp\n\n{}\n", src.join("cache").display())).unwrap();
     let pwfile = tmp.path().join("pw");
     std::fs::write(&pwfile, format!("{}\nsecond line ignored\n", c.password)).unwrap();
     let mut cmd = c.cmd(&[
@@ -305,9 +245,7 @@ fn exclude_file_and_password_sources() {
         excl.to_str().unwrap(),
         src.to_str().unwrap(),
     ]);
-    cmd.env_remove("COFFER_PASSWORD")
-        .arg("--password-file")
-        .arg(&pwfile);
+    cmd.env_remove("COFFER_PASSWORD").arg("--password-file").arg(&pwfile);
     assert!(cmd.output().unwrap().status.success());
     let mut ls = c.cmd(&["ls", "latest", src.to_str().unwrap()]);
     ls.env_remove("COFFER_PASSWORD")
@@ -318,8 +256,7 @@ fn exclude_file_and_password_sources() {
         "{out}"
     );
     let mut none = c.cmd(&["list"]);
-    none.env_remove("COFFER_PASSWORD")
-        .stdin(std::process::Stdio::null());
+    none.env_remove("COFFER_PASSWORD").stdin(std::process::Stdio::null());
     let o = none.output().unwrap();
     assert_eq!(o.status.code(), Some(1));
     assert!(stderr(&o).contains("no passphrase"), "{}", stderr(&o));
@@ -330,9 +267,7 @@ fn a_missing_pack_is_named_by_check_with_the_affected_files() {
     let (tmp, c, src) = setup(Scale::Small);
     std::fs::write(
         src.join("only-here.bin"),
-        (0..200_000u32)
-            .map(|i| (i * 7 % 251) as u8)
-            .collect::<Vec<_>>(),
+        (0..200_000u32).map(|i| (i * 7 % 251) as u8).collect::<Vec<_>>(),
     )
     .unwrap();
     let id = c.ok(&["backup", src.to_str().unwrap()]).trim().to_string();
@@ -386,16 +321,7 @@ fn a_file_growing_during_backup_is_reported_with_exit_3() {
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     writer.join().unwrap();
     assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
-    assert!(
-        stderr(&o).contains("changed while it was read"),
-        "{}",
-        stderr(&o)
-    );
+    assert!(stderr(&o).contains("changed while it was read"), "{}", stderr(&o));
     let rec = json(&String::from_utf8_lossy(&o.stdout));
-    assert!(
-        rec["errors"][0]["path"]
-            .as_str()
-            .unwrap()
-            .ends_with("growing.log")
-    );
+    assert!(rec["errors"][0]["path"].as_str().unwrap().ends_with("growing.log"));
 }

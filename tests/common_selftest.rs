@@ -24,11 +24,7 @@ fn a_faithful_copy_is_equal_and_every_change_is_seen() {
     generate_tree(&a, 1, Scale::Small);
     copy(&a, &b);
     let diffs = compare_trees(&a, &b, &CompareOptions::default());
-    assert!(
-        diffs.is_empty(),
-        "cp -a copy differs:\n{}",
-        diffs.join("\n")
-    );
+    assert!(diffs.is_empty(), "cp -a copy differs:\n{}", diffs.join("\n"));
 
     std::fs::write(b.join("private"), b"secreT").unwrap();
     assert!(
@@ -48,18 +44,8 @@ fn a_faithful_copy_is_equal_and_every_change_is_seen() {
     copy(&a, &e);
     mutate_tree(&e, 9);
     let d = compare_trees(&a, &e, &CompareOptions::default());
-    for needle in [
-        "content",
-        "size",
-        "missing in copy",
-        "only in copy",
-        "mode",
-        "xattrs",
-    ] {
-        assert!(
-            d.iter().any(|x| x.contains(needle)),
-            "no '{needle}' in {d:?}"
-        );
+    for needle in ["content", "size", "missing in copy", "only in copy", "mode", "xattrs"] {
+        assert!(d.iter().any(|x| x.contains(needle)), "no '{needle}' in {d:?}");
     }
 }
 

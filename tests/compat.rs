@@ -41,34 +41,17 @@ fn the_v1_vault_lists_reads_restores_and_checks() {
         c.ok(&["cat", &format!("437c:{SRC}/hello.txt")]),
         "hello from format version 1\n"
     );
-    c.ok(&["check", "--read-data"]);
     let target = tmp.path().join("r");
-    c.ok(&[
-        "restore",
-        "latest",
-        "--target",
-        target.to_str().unwrap(),
-        "--verify",
-    ]);
+    c.check_and_restore(&target);
     let root = target.join(&SRC[1..]);
-    let expected: Vec<u8> = (0..700_000u32)
-        .map(|i| ((i * 31 + 7) % 256) as u8)
-        .collect();
-    assert_eq!(
-        std::fs::read(root.join("dir/binary.bin")).unwrap(),
-        expected
-    );
+    let expected: Vec<u8> = (0..700_000u32).map(|i| ((i * 31 + 7) % 256) as u8).collect();
+    assert_eq!(std::fs::read(root.join("dir/binary.bin")).unwrap(), expected);
     let md = std::fs::metadata(root.join("dir/binary.bin")).unwrap();
     assert_eq!(md.mode() & 0o7777, 0o4750);
     assert_eq!((md.mtime(), md.mtime_nsec()), (1_704_164_645, 123_456_789));
+    assert_eq!(std::fs::read_link(root.join("link")).unwrap(), Path::new("hello.txt"));
     assert_eq!(
-        std::fs::read_link(root.join("link")).unwrap(),
-        Path::new("hello.txt")
-    );
-    assert_eq!(
-        xattr::get(root.join("hello.txt"), "user.fixture")
-            .unwrap()
-            .unwrap(),
+        xattr::get(root.join("hello.txt"), "user.fixture").unwrap().unwrap(),
         b"kept"
     );
     let sparse = std::fs::read(root.join("sparse")).unwrap();
@@ -81,12 +64,9 @@ fn a_new_backup_into_the_v1_vault_dedupes_against_it() {
     let (tmp, c) = fixture();
     let src = tmp.path().join("again");
     std::fs::create_dir(&src).unwrap();
-    let expected: Vec<u8> = (0..700_000u32)
-        .map(|i| ((i * 31 + 7) % 256) as u8)
-        .collect();
+    let expected: Vec<u8> = (0..700_000u32).map(|i| ((i * 31 + 7) % 256) as u8).collect();
     std::fs::write(src.join("same-content.bin"), &expected).unwrap();
-    let rec: serde_json::Value =
-        serde_json::from_str(&c.ok(&["backup", "--json", src.to_str().unwrap()])).unwrap();
+    let rec: serde_json::Value = serde_json::from_str(&c.ok(&["backup", "--json", src.to_str().unwrap()])).unwrap();
     assert!(
         rec["sizes"]["bytes_new"].as_u64().unwrap() < 10_000,
         "the chunk is already in the v1 vault: {rec}"

@@ -2,6 +2,10 @@
 //! simulated crash the vault must check healthy, show no point for the crashed run, and the next backup must
 //! succeed and restore identically.
 
+mod common;
+
+use common::noise;
+
 use coffer::backup::{self, BackupOptions, exclude::Patterns, progress::Progress};
 use coffer::crypto::KdfParams;
 use coffer::maintain::check::check;
@@ -64,22 +68,11 @@ fn opts(src: &Path) -> BackupOptions {
 fn copy_of(base: &MemoryStore) -> MemoryStore {
     let copy = MemoryStore::new();
     for o in base.list("").unwrap() {
-        copy.create(&o.name, &base.read(&o.name, None).unwrap())
-            .unwrap();
+        copy.create(&o.name, &base.read(&o.name, None).unwrap()).unwrap();
     }
     copy
 }
 
-fn noise(len: usize, mut x: u64) -> Vec<u8> {
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
-}
 
 #[test]
 fn a_crash_at_every_write_leaves_a_healthy_vault() {

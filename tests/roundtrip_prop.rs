@@ -34,10 +34,7 @@ enum Item {
 }
 
 fn name() -> impl Strategy<Value = Vec<u8>> {
-    proptest::collection::vec(
-        prop_oneof![b'a'..=b'z', Just(0xffu8), Just(b' '), 0x80u8..=0xfe],
-        1..12,
-    )
+    proptest::collection::vec(prop_oneof![b'a'..=b'z', Just(0xffu8), Just(b' '), 0x80u8..=0xfe], 1..12)
 }
 
 fn item() -> impl Strategy<Value = Item> {
@@ -59,8 +56,7 @@ fn item() -> impl Strategy<Value = Item> {
         (name(), name()).prop_map(|(name, target)| Item::Link { name, target }),
     ];
     leaf.prop_recursive(3, 24, 6, |inner| {
-        (name(), proptest::collection::vec(inner, 0..6))
-            .prop_map(|(name, items)| Item::Dir { name, items })
+        (name(), proptest::collection::vec(inner, 0..6)).prop_map(|(name, items)| Item::Dir { name, items })
     })
 }
 
@@ -98,10 +94,7 @@ fn create(dir: &Path, items: &[Item]) {
                 }
             }
             Item::Link { name, target } => {
-                let _ = std::os::unix::fs::symlink(
-                    OsStr::from_bytes(target),
-                    dir.join(OsStr::from_bytes(name)),
-                );
+                let _ = std::os::unix::fs::symlink(OsStr::from_bytes(target), dir.join(OsStr::from_bytes(name)));
             }
         }
     }
@@ -120,26 +113,13 @@ fn snapshot(root: &Path) -> Vec<Entry> {
             let body = if md.is_file() {
                 std::fs::read(&p).unwrap()
             } else if md.file_type().is_symlink() {
-                std::fs::read_link(&p)
-                    .unwrap()
-                    .as_os_str()
-                    .as_bytes()
-                    .to_vec()
+                std::fs::read_link(&p).unwrap().as_os_str().as_bytes().to_vec()
             } else {
                 stack.push(p.clone());
                 Vec::new()
             };
-            let rel = p
-                .strip_prefix(root)
-                .unwrap()
-                .as_os_str()
-                .as_bytes()
-                .to_vec();
-            let mtime = if md.file_type().is_symlink() {
-                0
-            } else {
-                md.mtime()
-            };
+            let rel = p.strip_prefix(root).unwrap().as_os_str().as_bytes().to_vec();
+            let mtime = if md.file_type().is_symlink() { 0 } else { md.mtime() };
             out.push((
                 rel,
                 md.mode(),

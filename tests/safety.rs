@@ -2,28 +2,13 @@
 
 mod common;
 
-use common::run::Coffer;
+use common::noise;
+use common::run::{Coffer, json};
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-fn json(out: &str) -> serde_json::Value {
-    serde_json::from_str(out).unwrap_or_else(|e| panic!("not JSON ({e}): {out}"))
-}
 
-/// Incompressible, deterministic bytes.
-fn noise(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    let mut out = Vec::with_capacity(len);
-    while out.len() < len {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        out.extend_from_slice(&x.to_le_bytes());
-    }
-    out.truncate(len);
-    out
-}
 
 fn count_files(dir: &Path) -> usize {
     common::files_below(dir).len()
@@ -67,15 +52,7 @@ fn kill_9_during_backup_leaves_a_healthy_vault_and_packs_are_reused() {
         new < total - (32 << 20),
         "packs of the killed run are reused: {new} new of {total}"
     );
-    c.ok(&["check", "--read-data"]);
-    let target = tmp.path().join("r");
-    c.ok(&[
-        "restore",
-        "latest",
-        "--target",
-        target.to_str().unwrap(),
-        "--verify",
-    ]);
+    c.check_and_restore(&tmp.path().join("r"));
 }
 
 /// A small tmpfs mounted for the test and unmounted when dropped, also if the test fails.
@@ -119,19 +96,8 @@ fn a_full_vault_disk_fails_cleanly_and_keeps_earlier_points() {
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains("No space left on device"), "{err}");
     assert_eq!(err.trim().lines().count(), 1, "{err}");
-    assert_eq!(
-        json(&c.ok(&["list", "--json"])).as_array().unwrap().len(),
-        1
-    );
-    c.ok(&["check", "--read-data"]);
-    let target = tmp.path().join("r");
-    c.ok(&[
-        "restore",
-        "latest",
-        "--target",
-        target.to_str().unwrap(),
-        "--verify",
-    ]);
+    assert_eq!(json(&c.ok(&["list", "--json"])).as_array().unwrap().len(), 1);
+    c.check_and_restore(&tmp.path().join("r"));
 }
 
 #[test]
@@ -141,11 +107,7 @@ fn an_unreadable_file_is_reported_skipped_and_exits_3() {
         return;
     }
     let tmp = tempfile::tempdir().unwrap();
-    std::fs::set_permissions(
-        tmp.path(),
-        std::os::unix::fs::PermissionsExt::from_mode(0o777),
-    )
-    .unwrap();
+    std::fs::set_permissions(tmp.path(), std::os::unix::fs::PermissionsExt::from_mode(0o777)).unwrap();
     let c = Coffer::new(&tmp.path().join("vault"));
     let src = tmp.path().join("src");
     std::fs::create_dir(&src).unwrap();
@@ -170,23 +132,12 @@ fn an_unreadable_file_is_reported_skipped_and_exits_3() {
     };
     assert!(as_nobody(&["init"]).status.success());
     let o = as_nobody(&["backup", "--json", src.to_str().unwrap()]);
-    assert_eq!(
-        o.status.code(),
-        Some(3),
-        "{}",
-        String::from_utf8_lossy(&o.stderr)
-    );
+    assert_eq!(o.status.code(), Some(3), "{}", String::from_utf8_lossy(&o.stderr));
     assert!(String::from_utf8_lossy(&o.stderr).contains("secret.txt"));
     let rec = json(&String::from_utf8_lossy(&o.stdout));
     assert_eq!(rec["errors"].as_array().unwrap().len(), 1);
-    assert!(
-        rec["errors"][0]["path"]
-            .as_str()
-            .unwrap()
-            .ends_with("secret.txt")
-    );
-    let ls = String::from_utf8_lossy(&as_nobody(&["ls", "latest", src.to_str().unwrap()]).stdout)
-        .into_owned();
+    assert!(rec["errors"][0]["path"].as_str().unwrap().ends_with("secret.txt"));
+    let ls = String::from_utf8_lossy(&as_nobody(&["ls", "latest", src.to_str().unwrap()]).stdout).into_owned();
     assert!(ls.contains("ok.txt") && !ls.contains("secret.txt"), "{ls}");
 }
 
@@ -205,13 +156,7 @@ fn keys_can_be_added_changed_and_not_all_removed() {
         ..c.clone()
     };
     second.ok(&["list"]);
-    let first_id = keys
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|k| k["current"] == true)
-        .unwrap()["id"]
-        .clone();
+    let first_id = keys.as_array().unwrap().iter().find(|k| k["current"] == true).unwrap()["id"].clone();
     second.ok(&["key", "remove", &first_id.as_str().unwrap()[..10]]);
     assert!(
         !c.run(&["list"]).status.success(),
@@ -252,10 +197,7 @@ fn one_file_system_keeps_the_mount_point_but_not_its_content() {
     c.ok(&["init"]);
     c.ok(&["backup", "--one-file-system", src.to_str().unwrap()]);
     let listing = c.ok(&["ls", "latest", src.to_str().unwrap(), "--recursive"]);
-    assert!(
-        listing.contains("local.txt") && listing.contains("/mnt"),
-        "{listing}"
-    );
+    assert!(listing.contains("local.txt") && listing.contains("/mnt"), "{listing}");
     assert!(!listing.contains("other-fs.txt"), "{listing}");
     c.ok(&["backup", src.to_str().unwrap()]);
     assert!(

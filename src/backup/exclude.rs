@@ -39,10 +39,7 @@ impl Patterns {
                 names.add(glob)
             };
         }
-        let build = |b: GlobSetBuilder| {
-            b.build()
-                .expect("globs that compiled alone compile as a set")
-        };
+        let build = |b: GlobSetBuilder| b.build().expect("globs that compiled alone compile as a set");
         Ok(Patterns {
             names: build(names),
             paths: build(paths),
@@ -52,8 +49,7 @@ impl Patterns {
 
     /// Reads patterns from a file, one per line; blank lines and lines starting with `#` are ignored.
     pub fn read_file(path: &Path) -> Result<Vec<String>, PatternError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| PatternError::File(path.display().to_string(), e))?;
+        let text = std::fs::read_to_string(path).map_err(|e| PatternError::File(path.display().to_string(), e))?;
         Ok(text
             .lines()
             .map(str::trim)
@@ -71,9 +67,7 @@ impl Patterns {
         if self.empty {
             return false;
         }
-        let name_hit = path
-            .file_name()
-            .is_some_and(|n| self.names.is_match(Path::new(n)));
+        let name_hit = path.file_name().is_some_and(|n| self.names.is_match(Path::new(n)));
         name_hit || self.paths.is_match(path)
     }
 
@@ -92,12 +86,7 @@ mod tests {
 
     #[test]
     fn names_and_paths() {
-        let p = Patterns::new(&[
-            "*.tmp".into(),
-            "/home/*/.cache".into(),
-            "/var/**/log".into(),
-        ])
-        .unwrap();
+        let p = Patterns::new(&["*.tmp".into(), "/home/*/.cache".into(), "/var/**/log".into()]).unwrap();
         assert!(p.matches(Path::new("/a/b/x.tmp")));
         assert!(!p.matches(Path::new("/a/b/x.tmpl")));
         assert!(p.matches(Path::new("/home/ann/.cache")));

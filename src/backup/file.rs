@@ -19,12 +19,7 @@ pub struct ReadOutcome {
 }
 
 /// Fills `node.content` from the file at `path`. `node.size` is set to what was actually covered if the file shrank.
-pub fn read_content(
-    vault: &Vault,
-    writer: &BlobWriter,
-    path: &Path,
-    node: &mut Node,
-) -> io::Result<ReadOutcome> {
+pub fn read_content(vault: &Vault, writer: &BlobWriter, path: &Path, node: &mut Node) -> io::Result<ReadOutcome> {
     let file = fsmeta::open_for_backup(path)?;
     let regions = fsmeta::data_regions(&file, node.size)?;
     let mut pieces = Vec::new();
@@ -58,10 +53,7 @@ pub fn read_content(
     let changed = short || fsmeta::changed_since(&file, node)?;
     node.size = pos;
     node.content = pieces;
-    Ok(ReadOutcome {
-        bytes_read,
-        changed,
-    })
+    Ok(ReadOutcome { bytes_read, changed })
 }
 
 /// Chunks `len` bytes at `start`, appending one piece per chunk; returns the bytes actually read (less at EOF).

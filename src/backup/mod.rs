@@ -66,11 +66,7 @@ impl Selection {
 }
 
 /// Runs one backup and stores its recovery point. The record's `errors` list what could not be read.
-pub fn run(
-    vault: Arc<Vault>,
-    opts: &BackupOptions,
-    progress: &Progress,
-) -> Result<PointRecord, BackupError> {
+pub fn run(vault: Arc<Vault>, opts: &BackupOptions, progress: &Progress) -> Result<PointRecord, BackupError> {
     if opts.paths.is_empty() {
         return Err(BackupError::NoPaths);
     }
@@ -79,8 +75,7 @@ pub fn run(
     let mut paths = Vec::new();
     for p in &opts.paths {
         let abs = walk::absolute(p).map_err(|e| BackupError::Source(p.display().to_string(), e))?;
-        std::fs::symlink_metadata(&abs)
-            .map_err(|e| BackupError::Source(p.display().to_string(), e))?;
+        std::fs::symlink_metadata(&abs).map_err(|e| BackupError::Source(p.display().to_string(), e))?;
         paths.push(abs);
     }
     paths.sort();
@@ -92,9 +87,7 @@ pub fn run(
     let path_strings: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
     let parent = find_parent(&vault, &opts.host, &path_strings)?;
     let mut selection = Selection::default();
-    paths
-        .iter()
-        .for_each(|p| selection.add(&walk::components(p)));
+    paths.iter().for_each(|p| selection.add(&walk::components(p)));
 
     let writer = BlobWriter::new(vault.clone(), opts.seal_threads);
     let walker = Walker {
@@ -114,8 +107,7 @@ pub fn run(
         .build()
         .map_err(|e| VaultError::Internal(format!("cannot start threads: {e}")))?;
     let parent_root = parent.as_ref().and_then(|p| vault.read_tree(&p.tree).ok());
-    let root =
-        pool.install(|| select_tree(&walker, Path::new("/"), &selection, parent_root.as_ref()));
+    let root = pool.install(|| select_tree(&walker, Path::new("/"), &selection, parent_root.as_ref()));
     let (errors, skipped, counts) = (walker.errors, walker.skipped, walker.counts);
     let written = writer.finish()?;
     let mut errors = errors.into_inner().expect("lock");
@@ -155,25 +147,13 @@ fn stats(c: &Counts, w: &crate::vault::WriteStats) -> PointStats {
 }
 
 /// The newest point of the same host with the same source paths: files unchanged since it are not read again.
-fn find_parent(
-    vault: &Vault,
-    host: &str,
-    paths: &[String],
-) -> Result<Option<PointRecord>, VaultError> {
+fn find_parent(vault: &Vault, host: &str, paths: &[String]) -> Result<Option<PointRecord>, VaultError> {
     let points = vault.load_points()?;
-    Ok(points
-        .into_iter()
-        .rev()
-        .find(|p| p.host == host && p.paths == paths))
+    Ok(points.into_iter().rev().find(|p| p.host == host && p.paths == paths))
 }
 
 /// The tree of directory `dir` holding only the selected entries (whole subtrees where a source was named).
-fn select_tree(
-    w: &Walker,
-    dir: &Path,
-    sel: &Selection,
-    parent: Option<&Tree>,
-) -> crate::format::ids::TreeId {
+fn select_tree(w: &Walker, dir: &Path, sel: &Selection, parent: Option<&Tree>) -> crate::format::ids::TreeId {
     let nodes: Vec<Node> = sel
         .children
         .iter()
@@ -186,9 +166,7 @@ fn select_tree(
                     .ok()?;
                 return w.entry(&path, name.clone(), dev, prev);
             }
-            let mut node = crate::fsmeta::read_node(&path, name.clone(), &w.names)
-                .ok()
-                .flatten()?;
+            let mut node = crate::fsmeta::read_node(&path, name.clone(), &w.names).ok().flatten()?;
             if node.kind != NodeKind::Dir {
                 return None;
             }

@@ -187,12 +187,7 @@ impl Walker<'_> {
             && p.mtime == node.mtime
             && p.ctime == node.ctime
             && p.inode == node.inode;
-        let stored = || {
-            p.content
-                .iter()
-                .filter_map(|x| x.chunk)
-                .all(|c| self.writer.has(&c.0))
-        };
+        let stored = || p.content.iter().filter_map(|x| x.chunk).all(|c| self.writer.has(&c.0));
         (same && stored()).then(|| p.content.clone())
     }
 }

@@ -37,9 +37,7 @@ pub fn run(g: &Global, a: Args) -> Result<ExitCode> {
     for f in &a.exclude_file {
         patterns.extend(Patterns::read_file(f)?);
     }
-    let cores = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(2);
+    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
     let opts = BackupOptions {
         paths: a.paths.clone(),
         host: a.host.unwrap_or_else(coffer::util::hostname),
@@ -51,18 +49,14 @@ pub fn run(g: &Global, a: Args) -> Result<ExitCode> {
     };
     let vault = g.open()?;
     let progress = Arc::new(Progress::default());
-    let bar = (!g.quiet && std::io::stderr().is_terminal())
-        .then(|| ProgressBar::start(progress.clone(), &a.paths));
+    let bar = (!g.quiet && std::io::stderr().is_terminal()).then(|| ProgressBar::start(progress.clone(), &a.paths));
     let result = backup::run(vault, &opts, &progress);
     if let Some(b) = bar {
         b.stop();
     }
     let rec = result?;
     if g.json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&super::list::point_json(&rec))?
-        );
+        println!("{}", serde_json::to_string_pretty(&super::list::point_json(&rec))?);
     } else {
         println!("{}", rec.id);
     }

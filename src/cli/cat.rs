@@ -18,13 +18,8 @@ pub fn run(g: &Global, spec: &str) -> Result<ExitCode> {
     };
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::with_capacity(1 << 20, stdout.lock());
-    view.write_content(&node, &mut out).map_err(|e| {
-        anyhow::anyhow!(
-            "{}: {e} (recovery point {})",
-            path.display(),
-            rec.id.short()
-        )
-    })?;
+    view.write_content(&node, &mut out)
+        .map_err(|e| anyhow::anyhow!("{}: {e} (recovery point {})", path.display(), rec.id.short()))?;
     out.flush()?;
     Ok(ExitCode::SUCCESS)
 }

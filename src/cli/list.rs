@@ -27,11 +27,7 @@ pub fn filter(host: Option<String>, tags: Vec<String>, paths: Vec<String>) -> Po
 pub fn run(g: &Global, a: Args) -> Result<ExitCode> {
     let vault = g.open()?;
     let f = filter(a.host, a.tags, a.paths);
-    let points: Vec<PointRecord> = vault
-        .load_points()?
-        .into_iter()
-        .filter(|p| f.matches(p))
-        .collect();
+    let points: Vec<PointRecord> = vault.load_points()?.into_iter().filter(|p| f.matches(p)).collect();
     if g.json {
         let arr: Vec<serde_json::Value> = points.iter().map(point_json).collect();
         println!("{}", serde_json::to_string_pretty(&arr)?);

@@ -30,15 +30,9 @@ pub struct Args {
 
 pub fn run(g: &Global, a: Args) -> Result<ExitCode> {
     let vault = g.open()?;
-    let point = resolve_point(
-        &vault,
-        &a.point,
-        &super::list::filter(a.host, vec![], a.source),
-    )?;
+    let point = resolve_point(&vault, &a.point, &super::list::filter(a.host, vec![], a.source))?;
     let view = View::new(vault);
-    let base = Path::new("/").join(coffer::view::relative(
-        a.path.as_deref().unwrap_or(Path::new("/")),
-    ));
+    let base = Path::new("/").join(coffer::view::relative(a.path.as_deref().unwrap_or(Path::new("/"))));
     let mut rows: Vec<(PathBuf, Node)> = Vec::new();
     match view.resolve(&point, &base)? {
         Entry::Node(n) if n.subtree.is_none() => rows.push((base.clone(), *n)),

@@ -21,11 +21,7 @@ use std::sync::Arc;
 pub const EXIT_WARNINGS: u8 = 3;
 
 #[derive(Parser)]
-#[command(
-    name = "coffer",
-    version,
-    about = "Encrypted, deduplicating backups you can browse"
-)]
+#[command(name = "coffer", version, about = "Encrypted, deduplicating backups you can browse")]
 pub struct Cli {
     /// Vault location (a directory)
     #[arg(long, global = true, env = "COFFER_VAULT", value_name = "PATH")]
@@ -160,9 +156,7 @@ impl Global {
             return Ok(p);
         }
         if !std::io::stdin().is_terminal() {
-            bail!(
-                "no passphrase: set COFFER_PASSWORD or use --password-file or --password-command"
-            );
+            bail!("no passphrase: set COFFER_PASSWORD or use --password-file or --password-command");
         }
         Ok(rpassword::prompt_password("passphrase: ")?)
     }
@@ -172,15 +166,11 @@ impl Global {
             return Ok(Some(p));
         }
         if let Some(f) = &self.password_file {
-            let text = std::fs::read_to_string(f)
-                .with_context(|| format!("cannot read {}", f.display()))?;
+            let text = std::fs::read_to_string(f).with_context(|| format!("cannot read {}", f.display()))?;
             return Ok(Some(first_line(&text)));
         }
         if let Some(cmd) = &self.password_command {
-            let out = std::process::Command::new("sh")
-                .arg("-c")
-                .arg(cmd)
-                .output()?;
+            let out = std::process::Command::new("sh").arg("-c").arg(cmd).output()?;
             if !out.status.success() {
                 bail!("password command failed ({})", out.status);
             }
@@ -192,8 +182,7 @@ impl Global {
     /// A passphrase for a new key: from `env_var`, `file`, the usual sources (for `init`), or asked twice.
     pub fn new_passphrase(&self, env_var: &str, file: Option<&PathBuf>) -> Result<String> {
         if let Some(f) = file {
-            let text = std::fs::read_to_string(f)
-                .with_context(|| format!("cannot read {}", f.display()))?;
+            let text = std::fs::read_to_string(f).with_context(|| format!("cannot read {}", f.display()))?;
             return Ok(first_line(&text));
         }
         if let Ok(p) = std::env::var(env_var) {

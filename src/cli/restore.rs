@@ -45,11 +45,7 @@ pub fn run(g: &Global, a: Args) -> Result<ExitCode> {
         owner: coffer::fsmeta::is_root(),
     };
     let vault = g.open()?;
-    let rec = resolve_point(
-        &vault,
-        &point,
-        &super::list::filter(a.host, vec![], a.source),
-    )?;
+    let rec = resolve_point(&vault, &point, &super::list::filter(a.host, vec![], a.source))?;
     let view = View::new(vault.clone());
     let plan = restore::plan(&view, &rec, sub.as_deref(), &opts)?;
     if a.dry_run {
@@ -95,10 +91,6 @@ pub fn run(g: &Global, a: Args) -> Result<ExitCode> {
             problems.len(),
             rec.id.short()
         );
-        Ok(ExitCode::from(if a.verify {
-            1
-        } else {
-            EXIT_WARNINGS.max(1)
-        }))
+        Ok(ExitCode::from(if a.verify { 1 } else { EXIT_WARNINGS.max(1) }))
     }
 }

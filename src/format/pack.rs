@@ -73,9 +73,7 @@ pub fn header_len(trailer: &[u8]) -> Result<u32, PackError> {
     if trailer.len() != TRAILER_LEN || &trailer[4..] != PACK_MAGIC {
         return Err(PackError::Trailer);
     }
-    Ok(u32::from_le_bytes(
-        trailer[..4].try_into().expect("4 bytes"),
-    ))
+    Ok(u32::from_le_bytes(trailer[..4].try_into().expect("4 bytes")))
 }
 
 /// Opens a sealed header (without its trailer).
@@ -126,9 +124,6 @@ mod tests {
         assert!(matches!(header_len(b"12345678"), Err(PackError::Trailer)));
         let mut bad = bytes[..n].to_vec();
         bad[20] ^= 0x40;
-        assert!(matches!(
-            decode_header(&keys, &bad),
-            Err(PackError::Crypto(_))
-        ));
+        assert!(matches!(decode_header(&keys, &bad), Err(PackError::Crypto(_))));
     }
 }

@@ -22,9 +22,7 @@ pub enum NodeKind {
 }
 
 /// Seconds and nanoseconds since the Unix epoch, as the kernel reports them.
-#[derive(
-    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize,
-)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize)]
 pub struct Time {
     pub secs: i64,
     pub nanos: u32,
@@ -121,9 +119,7 @@ impl Node {
 
     /// Index of the piece holding byte `offset`, or `None` at or past the end.
     pub fn piece_at(&self, offset: u64) -> Option<usize> {
-        let i = self
-            .content
-            .partition_point(|p| p.offset + p.length <= offset);
+        let i = self.content.partition_point(|p| p.offset + p.length <= offset);
         (i < self.content.len()).then_some(i)
     }
 
@@ -228,11 +224,7 @@ mod tests {
 
     #[test]
     fn tree_sorts_and_finds_non_utf8_names() {
-        let t = Tree::new(vec![
-            file(b"\xff\xfe", vec![]),
-            file(b"a", vec![]),
-            file(b"B", vec![]),
-        ]);
+        let t = Tree::new(vec![file(b"\xff\xfe", vec![]), file(b"a", vec![]), file(b"B", vec![])]);
         let names: Vec<&[u8]> = t.nodes.iter().map(|n| n.name.as_slice()).collect();
         assert_eq!(names, vec![&b"B"[..], b"a", b"\xff\xfe"]);
         assert!(t.find(b"\xff\xfe").is_some());
@@ -249,41 +241,20 @@ mod tests {
             Just(NodeKind::BlockDevice),
             Just(NodeKind::Fifo)
         ];
-        let time =
-            (any::<i64>(), 0u32..1_000_000_000).prop_map(|(secs, nanos)| Time { secs, nanos });
-        let xattr = (vec(any::<u8>(), 1..20), vec(any::<u8>(), 0..40))
-            .prop_map(|(name, value)| Xattr { name, value });
-        let piece = (
-            any::<u64>(),
-            any::<u64>(),
-            proptest::option::of(any::<[u8; 32]>()),
-        )
-            .prop_map(|(offset, length, c)| Piece {
-                offset,
-                length,
-                chunk: c.map(ChunkId),
+        let time = (any::<i64>(), 0u32..1_000_000_000).prop_map(|(secs, nanos)| Time { secs, nanos });
+        let xattr = (vec(any::<u8>(), 1..20), vec(any::<u8>(), 0..40)).prop_map(|(name, value)| Xattr { name, value });
+        let piece =
+            (any::<u64>(), any::<u64>(), proptest::option::of(any::<[u8; 32]>())).prop_map(|(offset, length, c)| {
+                Piece {
+                    offset,
+                    length,
+                    chunk: c.map(ChunkId),
+                }
             });
         (
-            (
-                vec(any::<u8>(), 1..40),
-                kinds,
-                any::<u32>(),
-                any::<u32>(),
-                any::<u32>(),
-            ),
-            (
-                proptest::option::of(".{0,10}"),
-                time.clone(),
-                time.clone(),
-                time,
-            ),
-            (
-                any::<u64>(),
-                any::<u64>(),
-                any::<u64>(),
-                any::<u64>(),
-                any::<u64>(),
-            ),
+            (vec(any::<u8>(), 1..40), kinds, any::<u32>(), any::<u32>(), any::<u32>()),
+            (proptest::option::of(".{0,10}"), time.clone(), time.clone(), time),
+            (any::<u64>(), any::<u64>(), any::<u64>(), any::<u64>(), any::<u64>()),
             (
                 vec(xattr, 0..4),
                 vec(any::<u8>(), 0..30),
@@ -344,9 +315,6 @@ mod tests {
             version: TREE_VERSION + 1,
             nodes: vec![],
         };
-        assert!(matches!(
-            Tree::decode(&t.encode()),
-            Err(TreeError::Version(_))
-        ));
+        assert!(matches!(Tree::decode(&t.encode()), Err(TreeError::Version(_))));
     }
 }

@@ -64,11 +64,7 @@ pub fn check(vault: Arc<Vault>, read_data: bool) -> Result<CheckReport, VaultErr
 type BadSets = (HashSet<PackId>, HashSet<[u8; 32]>);
 
 /// Phase 1: which packs (and, reading data, which blobs) are missing or damaged.
-fn check_packs(
-    vault: &Vault,
-    read_data: bool,
-    report: &mut CheckReport,
-) -> Result<BadSets, VaultError> {
+fn check_packs(vault: &Vault, read_data: bool, report: &mut CheckReport) -> Result<BadSets, VaultError> {
     let listed: HashMap<PackId, u64> = vault
         .store()
         .list("data/")?
@@ -77,16 +73,11 @@ fn check_packs(
         .collect();
     let packs: Vec<_> = vault.index().packs().to_vec();
     report.packs = packs.len();
-    report.unindexed_packs = listed
-        .keys()
-        .filter(|id| !vault.index().has_pack(id))
-        .count();
+    report.unindexed_packs = listed.keys().filter(|id| !vault.index().has_pack(id)).count();
     let mut bad = HashSet::new();
     for p in &packs {
         match listed.get(&p.id) {
-            None => report
-                .problems
-                .push(format!("{}: pack is missing", pack_name(&p.id))),
+            None => report.problems.push(format!("{}: pack is missing", pack_name(&p.id))),
             Some(&size) if size != p.size => report.problems.push(format!(
                 "{}: pack is {size} bytes, the index says {}",
                 pack_name(&p.id),
@@ -136,9 +127,8 @@ fn read_pack(vault: &Vault, id: &PackId, entries: &[([u8; 32], Location)]) -> Pa
         }
     };
     if blake3::hash(&bytes).as_bytes() != &id.0 {
-        r.problems.push(format!(
-            "{name}: pack content does not match its name (damaged)"
-        ));
+        r.problems
+            .push(format!("{name}: pack content does not match its name (damaged)"));
     }
     for &(blob, loc) in entries {
         r.blobs += 1;
@@ -147,9 +137,7 @@ fn read_pack(vault: &Vault, id: &PackId, entries: &[([u8; 32], Location)]) -> Pa
             object: name.clone(),
             reason: "blob lies past the end of the pack".into(),
         });
-        if let Err(e) =
-            opened.and_then(|sealed| vault.open_blob(loc.kind, &blob, &loc, sealed, &name))
-        {
+        if let Err(e) = opened.and_then(|sealed| vault.open_blob(loc.kind, &blob, &loc, sealed, &name)) {
             r.problems.push(e.to_string());
             r.bad_blobs.push(blob);
         }
@@ -205,11 +193,7 @@ impl TreeCheck<'_> {
         if let Some(sub) = node.subtree {
             return self.check_tree(&sub, path, damaged);
         }
-        let bad = node
-            .content
-            .iter()
-            .filter_map(|p| p.chunk)
-            .any(|c| !self.blob_ok(&c.0));
+        let bad = node.content.iter().filter_map(|p| p.chunk).any(|c| !self.blob_ok(&c.0));
         if bad {
             damaged.push(path.display().to_string());
         }
@@ -220,9 +204,7 @@ impl TreeCheck<'_> {
         let index = self.view.vault().index();
         match index.get(id) {
             None => false,
-            Some(loc) => {
-                !self.bad_packs.contains(&index.pack(loc.pack).id) && !self.bad_blobs.contains(id)
-            }
+            Some(loc) => !self.bad_packs.contains(&index.pack(loc.pack).id) && !self.bad_blobs.contains(id),
         }
     }
 }

@@ -30,12 +30,7 @@ pub struct Report {
 }
 
 /// Restores everything in `plan` below `target`.
-pub fn execute(
-    view: &View,
-    plan: &Plan,
-    target: &Path,
-    opts: &RestoreOptions,
-) -> Result<Report, RestoreError> {
+pub fn execute(view: &View, plan: &Plan, target: &Path, opts: &RestoreOptions) -> Result<Report, RestoreError> {
     let target_err = |source| RestoreError::Target {
         path: target.display().to_string(),
         source,
@@ -113,8 +108,7 @@ fn restore_pack(
     let mut i = 0;
     while i < p.blobs.len() {
         let mut j = i + 1;
-        while j < p.blobs.len() && p.blobs[j].loc.offset <= end_of(&p.blobs[j - 1].loc) + MERGE_GAP
-        {
+        while j < p.blobs.len() && p.blobs[j].loc.offset <= end_of(&p.blobs[j - 1].loc) + MERGE_GAP {
             j += 1;
         }
         let (start, end) = (p.blobs[i].loc.offset, end_of(&p.blobs[j - 1].loc));
@@ -158,12 +152,7 @@ fn end_of(loc: &crate::vault::Location) -> u32 {
 }
 
 /// Metadata for every entry: non-directories first, then directories deepest first.
-fn apply_all_metadata(
-    plan: &Plan,
-    target: &Path,
-    opts: &RestoreOptions,
-    fail: &(dyn Fn(String) + Sync),
-) {
+fn apply_all_metadata(plan: &Plan, target: &Path, opts: &RestoreOptions, fail: &(dyn Fn(String) + Sync)) {
     let meta = fsmeta::RestoreOptions { owner: opts.owner };
     plan.entries
         .par_iter()
@@ -173,12 +162,7 @@ fn apply_all_metadata(
                 fail(err.to_string());
             }
         });
-    for e in plan
-        .entries
-        .iter()
-        .rev()
-        .filter(|e| e.action == Action::Dir)
-    {
+    for e in plan.entries.iter().rev().filter(|e| e.action == Action::Dir) {
         if let Err(err) = fsmeta::apply_metadata(&target.join(&e.target), &e.node, &meta) {
             fail(err.to_string());
         }

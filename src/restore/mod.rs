@@ -30,8 +30,5 @@ pub enum RestoreError {
     #[error(transparent)]
     Vault(#[from] VaultError),
     #[error("restore target {path}: {source}")]
-    Target {
-        path: String,
-        source: std::io::Error,
-    },
+    Target { path: String, source: std::io::Error },
 }

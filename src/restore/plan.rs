@@ -107,21 +107,12 @@ pub fn plan(
 }
 
 /// Keeps entries matching an include (or below one) and the directories leading to them.
-fn keep_included(
-    entries: Vec<PlanEntry>,
-    includes: &crate::backup::exclude::Patterns,
-) -> Vec<PlanEntry> {
+fn keep_included(entries: Vec<PlanEntry>, includes: &crate::backup::exclude::Patterns) -> Vec<PlanEntry> {
     let mut keep: HashSet<PathBuf> = HashSet::new();
-    for e in entries
-        .iter()
-        .filter(|e| includes.matches_with_ancestors(&e.source))
-    {
+    for e in entries.iter().filter(|e| includes.matches_with_ancestors(&e.source)) {
         keep.extend(e.source.ancestors().map(Path::to_path_buf));
     }
-    entries
-        .into_iter()
-        .filter(|e| keep.contains(&e.source))
-        .collect()
+    entries.into_iter().filter(|e| keep.contains(&e.source)).collect()
 }
 
 /// Decides each entry's action; the first name of a hardlinked file carries the content, the others link to it.
@@ -149,11 +140,7 @@ fn group_blobs(view: &View, entries: &[PlanEntry]) -> (Vec<PackRead>, u64, Vec<S
     let index = view.vault().index();
     let mut by_pack: BTreeMap<u32, HashMap<[u8; 32], BlobUse>> = BTreeMap::new();
     let (mut bytes, mut missing) = (0u64, Vec::new());
-    for (i, e) in entries
-        .iter()
-        .enumerate()
-        .filter(|(_, e)| e.action == Action::File)
-    {
+    for (i, e) in entries.iter().enumerate().filter(|(_, e)| e.action == Action::File) {
         for piece in &e.node.content {
             let Some(chunk) = piece.chunk else { continue };
             bytes += piece.length;

@@ -82,9 +82,7 @@ fn sync_dir(dir: &Path) -> io::Result<()> {
 
 /// Moves `from` to `to` unless `to` exists; `AlreadyExists` error then.
 fn rename_noreplace(from: &Path, to: &Path) -> io::Result<()> {
-    let c = |p: &Path| {
-        CString::new(p.as_os_str().as_bytes()).map_err(|_| io::Error::from(ErrorKind::InvalidInput))
-    };
+    let c = |p: &Path| CString::new(p.as_os_str().as_bytes()).map_err(|_| io::Error::from(ErrorKind::InvalidInput));
     let (f, t) = (c(from)?, c(to)?);
     // SAFETY: both are valid NUL-terminated paths; AT_FDCWD with absolute or relative paths is well defined.
     let rc = unsafe {
@@ -132,8 +130,7 @@ impl Store for LocalStore {
             });
         }
         let mut buf = vec![0u8; (r.end - r.start) as usize];
-        f.read_exact_at(&mut buf, r.start)
-            .map_err(|e| Self::io(name, e))?;
+        f.read_exact_at(&mut buf, r.start).map_err(|e| Self::io(name, e))?;
         Ok(buf)
     }
 
@@ -144,9 +141,7 @@ impl Store for LocalStore {
             return Err(StoreError::AlreadyExists(name.to_string()));
         }
         let tmp = self.write_temp(name, data)?;
-        let placed = self
-            .make_parents(&path)
-            .and_then(|()| rename_noreplace(&tmp, &path));
+        let placed = self.make_parents(&path).and_then(|()| rename_noreplace(&tmp, &path));
         if let Err(e) = placed {
             let _ = fs::remove_file(&tmp);
             return Err(match e.kind() {
@@ -188,10 +183,7 @@ fn walk(dir: &Path, prefix: &str, out: &mut Vec<ObjectInfo>) -> io::Result<()> {
         if md.is_dir() {
             walk(&entry.path(), &name, out)?;
         } else if md.is_file() {
-            out.push(ObjectInfo {
-                name,
-                size: md.len(),
-            });
+            out.push(ObjectInfo { name, size: md.len() });
         }
     }
     Ok(())

@@ -27,16 +27,9 @@ pub enum StoreError {
     #[error("{0}: object already exists")]
     AlreadyExists(String),
     #[error("{name}: {source}")]
-    Io {
-        name: String,
-        source: std::io::Error,
-    },
+    Io { name: String, source: std::io::Error },
     #[error("{name}: object is {size} bytes, cannot read {range:?}")]
-    OutOfRange {
-        name: String,
-        size: u64,
-        range: Range<u64>,
-    },
+    OutOfRange { name: String, size: u64, range: Range<u64> },
     #[error("'{0}' is not a valid object name")]
     BadName(String),
 }
@@ -116,10 +109,7 @@ pub fn conformance(store: &dyn Store) {
         Err(StoreError::OutOfRange { .. })
     ));
     assert_eq!(store.read("data/cd/cd2", None).unwrap(), b"");
-    assert!(matches!(
-        store.read("nope", None),
-        Err(StoreError::NotFound(_))
-    ));
+    assert!(matches!(store.read("nope", None), Err(StoreError::NotFound(_))));
     let mut names: Vec<(String, u64)> = store
         .list("data/")
         .unwrap()
@@ -129,23 +119,14 @@ pub fn conformance(store: &dyn Store) {
     names.sort();
     assert_eq!(
         names,
-        vec![
-            ("data/ab/abc1".to_string(), 11),
-            ("data/cd/cd2".to_string(), 0)
-        ]
+        vec![("data/ab/abc1".to_string(), 11), ("data/cd/cd2".to_string(), 0)]
     );
     assert_eq!(store.list("index/").unwrap().len(), 1);
     assert_eq!(store.list("").unwrap().len(), 3);
     assert!(store.list("points/").unwrap().is_empty());
     store.delete("data/ab/abc1").unwrap();
-    assert!(matches!(
-        store.delete("data/ab/abc1"),
-        Err(StoreError::NotFound(_))
-    ));
-    assert!(matches!(
-        store.read("data/ab/abc1", None),
-        Err(StoreError::NotFound(_))
-    ));
+    assert!(matches!(store.delete("data/ab/abc1"), Err(StoreError::NotFound(_))));
+    assert!(matches!(store.read("data/ab/abc1", None), Err(StoreError::NotFound(_))));
     assert_eq!(store.list("data/").unwrap().len(), 1);
     for bad in ["", "/x", "x/", "a//b", "../x", "a/./b", "UPPER", "sp ace"] {
         assert!(

@@ -17,13 +17,7 @@ pub struct SealedBlob {
 /// Compresses (keeping the raw bytes when zstd does not save at least 1/32 of them), encrypts, and decrypts once
 /// more to prove the stored bytes open to what was meant: a fault in memory or in the cipher is caught before the
 /// blob counts as stored.
-pub fn seal(
-    keys: &Keys,
-    kind: BlobKind,
-    id: [u8; 32],
-    plain: &[u8],
-    level: i32,
-) -> Result<SealedBlob, VaultError> {
+pub fn seal(keys: &Keys, kind: BlobKind, id: [u8; 32], plain: &[u8], level: i32) -> Result<SealedBlob, VaultError> {
     let compressed = zstd::bulk::compress(plain, level)
         .ok()
         .filter(|c| c.len() < plain.len() - plain.len() / 32);
@@ -94,9 +88,7 @@ mod tests {
     fn compressible_and_random_round_trip() {
         let keys = Keys::derive(&[1; 32]);
         let text = b"abcabcabc".repeat(1000);
-        let random: Vec<u8> = (0..5000)
-            .map(|_| crate::format::ids::random_bytes::<1>()[0])
-            .collect();
+        let random: Vec<u8> = (0..5000).map(|_| crate::format::ids::random_bytes::<1>()[0]).collect();
         for (plain, want_flag) in [(&text, FLAG_ZSTD), (&random, 0)] {
             let id = keys.chunk_id(plain).0;
             let b = seal(&keys, BlobKind::Data, id, plain, 3).unwrap();

@@ -56,11 +56,7 @@ fn key_ids(store: &dyn Store) -> Result<Vec<KeyId>, VaultError> {
     let mut ids: Vec<KeyId> = store
         .list("keys/")?
         .iter()
-        .filter_map(|o| {
-            o.name
-                .strip_prefix("keys/")
-                .and_then(|h| KeyId::from_hex(h).ok())
-        })
+        .filter_map(|o| o.name.strip_prefix("keys/").and_then(|h| KeyId::from_hex(h).ok()))
         .collect();
     ids.sort();
     Ok(ids)
@@ -77,8 +73,7 @@ pub(super) fn unlock(
         let file = read_key(store, &name)?;
         let salt = hex::decode(&file.salt).map_err(|e| VaultError::damaged(&name, e))?;
         let wrapped = hex::decode(&file.wrapped).map_err(|e| VaultError::damaged(&name, e))?;
-        let kek = derive_kek(passphrase, &salt, file.params)
-            .map_err(|e| VaultError::damaged(&name, e))?;
+        let kek = derive_kek(passphrase, &salt, file.params).map_err(|e| VaultError::damaged(&name, e))?;
         if let Ok(master) = unwrap_master(&kek, &wrapped, config.id.as_bytes()) {
             return Ok((id, master));
         }
@@ -106,23 +101,14 @@ impl Vault {
 
     /// Adds a key for another passphrase (the master secret is re-derived from the one this vault is open with).
     pub fn add_key(&self, passphrase: &[u8], params: KdfParams) -> Result<KeyId, VaultError> {
-        create_key(
-            self.store(),
-            self.config(),
-            &self.master,
-            passphrase,
-            params,
-        )
+        create_key(self.store(), self.config(), &self.master, passphrase, params)
     }
 
     /// Removes a key; refuses to remove the last one, which would make the vault unreadable forever.
     pub fn remove_key(&self, id: &KeyId) -> Result<(), VaultError> {
         let ids = key_ids(self.store())?;
         if !ids.contains(id) {
-            return Err(VaultError::Key(format!(
-                "no key {} in this vault",
-                id.short()
-            )));
+            return Err(VaultError::Key(format!("no key {} in this vault", id.short())));
         }
         if ids.len() == 1 {
             return Err(VaultError::Key(

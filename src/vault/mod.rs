@@ -37,9 +37,7 @@ pub enum VaultError {
     Exists(String),
     #[error("{0} is not a coffer vault")]
     NotAVault(String),
-    #[error(
-        "vault format version {found} is newer than this program supports ({supported}); upgrade coffer"
-    )]
+    #[error("vault format version {found} is newer than this program supports ({supported}); upgrade coffer")]
     TooNew { found: u32, supported: u32 },
     #[error("wrong passphrase: no key of this vault opens with it")]
     WrongPassphrase,
@@ -100,11 +98,7 @@ pub struct Vault {
 
 impl Vault {
     /// Creates a new vault in an empty store, with one key for `passphrase`.
-    pub fn init(
-        store: Arc<dyn Store>,
-        passphrase: &[u8],
-        opts: &InitOptions,
-    ) -> Result<Vault, VaultError> {
+    pub fn init(store: Arc<dyn Store>, passphrase: &[u8], opts: &InitOptions) -> Result<Vault, VaultError> {
         if !store.list("")?.is_empty() {
             return Err(VaultError::Exists(store.describe()));
         }
@@ -136,12 +130,7 @@ impl Vault {
         Ok(vault)
     }
 
-    fn assemble(
-        store: Arc<dyn Store>,
-        config: VaultConfig,
-        master: &[u8; 32],
-        key_id: KeyId,
-    ) -> Vault {
+    fn assemble(store: Arc<dyn Store>, config: VaultConfig, master: &[u8; 32], key_id: KeyId) -> Vault {
         let keys = Keys::derive(master);
         let chunker = Chunker::new(config.chunker, keys.gear_seed);
         Vault {
@@ -244,25 +233,16 @@ impl Vault {
     }
 
     /// The blob list of a pack, read from its own header.
-    pub fn read_pack_header(
-        &self,
-        id: &PackId,
-        size: u64,
-    ) -> Result<Vec<pack::BlobEntry>, VaultError> {
+    pub fn read_pack_header(&self, id: &PackId, size: u64) -> Result<Vec<pack::BlobEntry>, VaultError> {
         let name = pack_name(id);
         if size < TRAILER_LEN as u64 {
             return Err(VaultError::damaged(&name, "too short to be a pack"));
         }
-        let trailer = self
-            .store
-            .read(&name, Some(size - TRAILER_LEN as u64..size))?;
+        let trailer = self.store.read(&name, Some(size - TRAILER_LEN as u64..size))?;
         let len = pack::header_len(&trailer).map_err(|e| VaultError::damaged(&name, e))? as u64;
         let end = size - TRAILER_LEN as u64;
         if len > end {
-            return Err(VaultError::damaged(
-                &name,
-                "header length exceeds pack size",
-            ));
+            return Err(VaultError::damaged(&name, "header length exceeds pack size"));
         }
         let sealed = self.store.read(&name, Some(end - len..end))?;
         pack::decode_header(&self.keys, &sealed).map_err(|e| VaultError::damaged(&name, e))
@@ -300,12 +280,7 @@ impl Vault {
     }
 
     /// Seals one blob with this vault's keys and compression level.
-    pub fn seal_blob(
-        &self,
-        kind: BlobKind,
-        id: [u8; 32],
-        plain: &[u8],
-    ) -> Result<SealedBlob, VaultError> {
+    pub fn seal_blob(&self, kind: BlobKind, id: [u8; 32], plain: &[u8]) -> Result<SealedBlob, VaultError> {
         blob::seal(&self.keys, kind, id, plain, self.config.compression)
     }
 }
@@ -316,8 +291,7 @@ pub fn read_config(store: &dyn Store) -> Result<VaultConfig, VaultError> {
         StoreError::NotFound(_) => VaultError::NoVault(store.describe()),
         e => e.into(),
     })?;
-    let config: VaultConfig =
-        serde_json::from_slice(&bytes).map_err(|_| VaultError::NotAVault(store.describe()))?;
+    let config: VaultConfig = serde_json::from_slice(&bytes).map_err(|_| VaultError::NotAVault(store.describe()))?;
     if config.format != FORMAT_NAME {
         return Err(VaultError::NotAVault(store.describe()));
     }

@@ -30,11 +30,7 @@ impl Vault {
             .store()
             .list("points/")?
             .iter()
-            .filter_map(|o| {
-                o.name
-                    .strip_prefix("points/")
-                    .and_then(|h| PointId::from_hex(h).ok())
-            })
+            .filter_map(|o| o.name.strip_prefix("points/").and_then(|h| PointId::from_hex(h).ok()))
             .collect();
         ids.sort();
         Ok(ids)
@@ -49,28 +45,20 @@ impl Vault {
     /// Every point, oldest first.
     pub fn load_points(&self) -> Result<Vec<PointRecord>, VaultError> {
         let ids = self.point_ids()?;
-        let mut points: Vec<PointRecord> = ids
-            .par_iter()
-            .map(|id| self.load_point(id))
-            .collect::<Result<_, _>>()?;
+        let mut points: Vec<PointRecord> = ids.par_iter().map(|id| self.load_point(id)).collect::<Result<_, _>>()?;
         points.sort_by(|a, b| a.time.cmp(&b.time).then(a.id.cmp(&b.id)));
         Ok(points)
     }
 
     /// Stores a point record: the last write of a backup, after which the point exists.
     pub fn save_point(&self, rec: &PointRecord) -> Result<(), VaultError> {
-        self.store()
-            .create(&point_name(&rec.id), &rec.encode(self.keys()))?;
+        self.store().create(&point_name(&rec.id), &rec.encode(self.keys()))?;
         Ok(())
     }
 }
 
 /// Finds the point a user means: `latest` (newest matching `filter`), a full id, or a unique id prefix.
-pub fn resolve_point(
-    vault: &Vault,
-    spec: &str,
-    filter: &PointFilter,
-) -> Result<PointRecord, VaultError> {
+pub fn resolve_point(vault: &Vault, spec: &str, filter: &PointFilter) -> Result<PointRecord, VaultError> {
     if spec == "latest" {
         let points = vault.load_points()?;
         return points
@@ -86,10 +74,7 @@ pub fn resolve_point(
         )));
     }
     let ids = vault.point_ids()?;
-    let matches: Vec<&PointId> = ids
-        .iter()
-        .filter(|id| id.to_hex().starts_with(&wanted))
-        .collect();
+    let matches: Vec<&PointId> = ids.iter().filter(|id| id.to_hex().starts_with(&wanted)).collect();
     match matches.as_slice() {
         [one] => vault.load_point(one),
         [] => Err(VaultError::Point(format!("no recovery point '{spec}'"))),

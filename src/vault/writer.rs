@@ -83,12 +83,7 @@ impl BlobWriter {
         let (pack_tx, pack_rx) = bounded::<FullPack>(1);
         let mut threads = Vec::new();
         for _ in 0..workers {
-            let (rx, tx, v, s) = (
-                job_rx.clone(),
-                sealed_tx.clone(),
-                vault.clone(),
-                shared.clone(),
-            );
+            let (rx, tx, v, s) = (job_rx.clone(), sealed_tx.clone(), vault.clone(), shared.clone());
             threads.push(std::thread::spawn(move || seal_loop(&v, &rx, &tx, &s)));
         }
         drop(sealed_tx);
@@ -111,9 +106,7 @@ impl BlobWriter {
     /// Queues a blob for storage unless the vault or this writer already has it. Returns true if it was new.
     /// Blocks while the pipeline is full (that is the memory bound).
     pub fn add(&self, kind: BlobKind, id: [u8; 32], data: Vec<u8>) -> bool {
-        if self.vault.index().contains(&id)
-            || !self.pending.lock().expect("pending lock").insert(id)
-        {
+        if self.vault.index().contains(&id) || !self.pending.lock().expect("pending lock").insert(id) {
             return false;
         }
         self.shared.blobs_new.fetch_add(1, Relaxed);
@@ -209,13 +202,7 @@ impl OpenPack {
     }
 }
 
-fn pack_loop(
-    vault: &Vault,
-    pack_size: usize,
-    rx: &Receiver<SealedBlob>,
-    tx: &Sender<FullPack>,
-    shared: &Shared,
-) {
+fn pack_loop(vault: &Vault, pack_size: usize, rx: &Receiver<SealedBlob>, tx: &Sender<FullPack>, shared: &Shared) {
     let (mut data, mut trees) = (OpenPack::default(), OpenPack::default());
     for b in rx {
         shared.bytes_stored.fetch_add(b.bytes.len() as u64, Relaxed);

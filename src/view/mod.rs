@@ -56,10 +56,7 @@ impl View {
             return Ok(t.clone());
         }
         let tree = Arc::new(self.vault.read_tree(id)?);
-        self.trees
-            .lock()
-            .expect("tree cache lock")
-            .put(*id, tree.clone());
+        self.trees.lock().expect("tree cache lock").put(*id, tree.clone());
         Ok(tree)
     }
 
@@ -81,10 +78,7 @@ impl View {
                 return Err(not_found(point, path));
             };
             let tree = self.tree(&dir)?;
-            let node = tree
-                .find(name)
-                .cloned()
-                .ok_or_else(|| not_found(point, path))?;
+            let node = tree.find(name).cloned().ok_or_else(|| not_found(point, path))?;
             entry = Entry::Node(Box::new(node));
         }
         Ok(entry)

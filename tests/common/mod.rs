@@ -43,6 +43,11 @@ impl Rng {
     }
 }
 
+/// `len` incompressible, deterministic bytes.
+pub fn noise(len: usize, seed: u64) -> Vec<u8> {
+    Rng::new(seed).bytes(len)
+}
+
 fn c(path: &Path) -> CString {
     CString::new(path.as_os_str().as_bytes()).unwrap()
 }
@@ -59,14 +64,7 @@ pub fn set_times(path: &Path, secs: i64, nanos: i64) {
             tv_nsec: nanos,
         },
     ];
-    let rc = unsafe {
-        libc::utimensat(
-            libc::AT_FDCWD,
-            c(path).as_ptr(),
-            ts.as_ptr(),
-            libc::AT_SYMLINK_NOFOLLOW,
-        )
-    };
+    let rc = unsafe { libc::utimensat(libc::AT_FDCWD, c(path).as_ptr(), ts.as_ptr(), libc::AT_SYMLINK_NOFOLLOW) };
     assert_eq!(rc, 0, "utimensat {}", path.display());
 }
 
@@ -116,14 +114,7 @@ fn write(path: &Path, data: &[u8]) {
 pub fn generate_tree(root: &Path, seed: u64, scale: Scale) {
     let mut rng = Rng::new(seed);
     let mut dirs = vec![root.to_path_buf()];
-    for d in [
-        "docs",
-        "docs/sub",
-        "empty",
-        "caf\u{e9}",
-        "with space",
-        "readonly",
-    ] {
+    for d in ["docs", "docs/sub", "empty", "caf\u{e9}", "with space", "readonly"] {
         fs::create_dir(root.join(d)).unwrap();
         dirs.push(root.join(d));
     }
@@ -155,14 +146,8 @@ pub fn generate_tree(root: &Path, seed: u64, scale: Scale) {
 }
 
 fn special_names(root: &Path, weird: &Path) {
-    write(
-        &root.join(OsStr::from_bytes(b"caf\xe9.txt")),
-        b"latin-1 name",
-    );
-    write(
-        &weird.join(OsStr::from_bytes(b"\x01\x7f\xc3")),
-        b"control bytes",
-    );
+    write(&root.join(OsStr::from_bytes(b"caf\xe9.txt")), b"latin-1 name");
+    write(&weird.join(OsStr::from_bytes(b"\x01\x7f\xc3")), b"control bytes");
     write(&root.join("name with\nnewline"), b"nl");
     write(&root.join("-leading-dash"), b"dash");
     write(&root.join("with space/a file.txt"), b"spaces");
@@ -185,8 +170,7 @@ fn links(root: &Path) {
     std::os::unix::fs::symlink("docs/linked", root.join("rel-link")).unwrap();
     std::os::unix::fs::symlink("/etc/hostname", root.join("abs-link")).unwrap();
     std::os::unix::fs::symlink("does/not/exist", root.join("dangling")).unwrap();
-    std::os::unix::fs::symlink(OsStr::from_bytes(b"t\xe9rget\xff"), root.join("bin-target"))
-        .unwrap();
+    std::os::unix::fs::symlink(OsStr::from_bytes(b"t\xe9rget\xff"), root.join("bin-target")).unwrap();
 }
 
 fn specials(root: &Path) {
@@ -198,8 +182,7 @@ fn specials(root: &Path) {
 }
 
 fn permissions_owners_xattrs(root: &Path) {
-    let set =
-        |p: &str, m: u32| fs::set_permissions(root.join(p), fs::Permissions::from_mode(m)).unwrap();
+    let set = |p: &str, m: u32| fs::set_permissions(root.join(p), fs::Permissions::from_mode(m)).unwrap();
     write(&root.join("setuid"), b"#!/bin/sh\n");
     set("setuid", 0o4755);
     set("docs", 0o2755);
@@ -215,24 +198,9 @@ fn permissions_owners_xattrs(root: &Path) {
     xattr::set(root.join("private"), "user.bin", &[0, 1, 2, 255]).unwrap();
     xattr::set(root.join("docs"), "user.dir-note", b"dir xattr").unwrap();
     xattr::set(root.join("private"), "user.empty", b"").unwrap();
-    xattr::set(
-        root.join("private"),
-        "system.posix_acl_access",
-        &acl(ACL_FILE),
-    )
-    .unwrap();
-    xattr::set(
-        root.join("docs/sub"),
-        "system.posix_acl_access",
-        &acl(ACL_FILE),
-    )
-    .unwrap();
-    xattr::set(
-        root.join("docs/sub"),
-        "system.posix_acl_default",
-        &acl(ACL_FILE),
-    )
-    .unwrap();
+    xattr::set(root.join("private"), "system.posix_acl_access", &acl(ACL_FILE)).unwrap();
+    xattr::set(root.join("docs/sub"), "system.posix_acl_access", &acl(ACL_FILE)).unwrap();
+    xattr::set(root.join("docs/sub"), "system.posix_acl_default", &acl(ACL_FILE)).unwrap();
     set("readonly", 0o555);
 }
 
@@ -250,11 +218,7 @@ fn set_all_times(root: &Path, base: i64) {
     let mut entries = walk(root);
     entries.sort_by_key(|(rel, _)| std::cmp::Reverse(rel.components().count()));
     for (i, (rel, _)) in entries.iter().enumerate() {
-        set_times(
-            &root.join(rel),
-            base + i as i64,
-            100_000_007 * (i as i64 % 9) + 13,
-        );
+        set_times(&root.join(rel), base + i as i64, 100_000_007 * (i as i64 % 9) + 13);
     }
     set_times(root, base - 1, 5);
 }
@@ -380,13 +344,7 @@ fn compare_entry(
         d(format!("mode {:o} vs {:o}", ma.mode(), mb.mode()));
     }
     if (ma.uid(), ma.gid()) != (mb.uid(), mb.gid()) {
-        d(format!(
-            "owner {}:{} vs {}:{}",
-            ma.uid(),
-            ma.gid(),
-            mb.uid(),
-            mb.gid()
-        ));
+        d(format!("owner {}:{} vs {}:{}", ma.uid(), ma.gid(), mb.uid(), mb.gid()));
     }
     if !ma.is_dir() && ma.size() != mb.size() {
         d(format!("size {} vs {}", ma.size(), mb.size()));
@@ -424,9 +382,7 @@ fn compare_entry(
         }
         let (ua, ub) = (ma.blocks() * 512, mb.blocks() * 512);
         if o.sparse && ua < ma.size() / 2 && (ub > ua + (64 << 10) || ub >= mb.size() / 2) {
-            d(format!(
-                "sparse file uses {ub} bytes in the copy, {ua} in the original"
-            ));
+            d(format!("sparse file uses {ub} bytes in the copy, {ua} in the original"));
         }
     }
 }
@@ -443,9 +399,7 @@ fn read_noatime(p: &Path) -> Vec<u8> {
 }
 
 fn xattrs(p: &Path) -> BTreeMap<Vec<u8>, Vec<u8>> {
-    let names = xattr::list(p)
-        .map(|l| l.collect::<Vec<_>>())
-        .unwrap_or_default();
+    let names = xattr::list(p).map(|l| l.collect::<Vec<_>>()).unwrap_or_default();
     names
         .into_iter()
         .filter_map(|n| Some((n.as_bytes().to_vec(), xattr::get(p, &n).ok()??)))
@@ -453,17 +407,11 @@ fn xattrs(p: &Path) -> BTreeMap<Vec<u8>, Vec<u8>> {
 }
 
 /// The partition of regular files into same-inode groups must be the same on both sides.
-fn compare_hardlinks(
-    ea: &BTreeMap<PathBuf, fs::Metadata>,
-    eb: &BTreeMap<PathBuf, fs::Metadata>,
-) -> Vec<String> {
+fn compare_hardlinks(ea: &BTreeMap<PathBuf, fs::Metadata>, eb: &BTreeMap<PathBuf, fs::Metadata>) -> Vec<String> {
     let groups = |e: &BTreeMap<PathBuf, fs::Metadata>| {
         let mut by_ino: HashMap<(u64, u64), Vec<PathBuf>> = HashMap::new();
         for (p, m) in e.iter().filter(|(_, m)| m.is_file()) {
-            by_ino
-                .entry((m.dev(), m.ino()))
-                .or_default()
-                .push(p.clone());
+            by_ino.entry((m.dev(), m.ino())).or_default().push(p.clone());
         }
         let mut g: Vec<Vec<PathBuf>> = by_ino.into_values().filter(|v| v.len() > 1).collect();
         g.iter_mut().for_each(|v| v.sort());

@@ -47,4 +47,22 @@ impl Coffer {
         );
         String::from_utf8(o.stdout).expect("stdout is UTF-8")
     }
+
+    /// `check --read-data`, then a verified restore of the latest point into `target`: the vault is whole and its
+    /// newest point reads back as written.
+    pub fn check_and_restore(&self, target: &Path) {
+        self.ok(&["check", "--read-data"]);
+        self.ok(&[
+            "restore",
+            "latest",
+            "--target",
+            target.to_str().expect("UTF-8 path"),
+            "--verify",
+        ]);
+    }
+}
+
+/// Parses JSON output, showing it on failure.
+pub fn json(out: &str) -> serde_json::Value {
+    serde_json::from_str(out).unwrap_or_else(|e| panic!("not JSON ({e}): {out}"))
 }
