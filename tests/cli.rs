@@ -8,7 +8,6 @@ use common::{CompareOptions, Scale, compare_trees, generate_tree, mutate_tree};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-
 /// A vault in a temp dir, initialised, and a generated source tree.
 fn setup(scale: Scale) -> (tempfile::TempDir, Coffer, PathBuf) {
     let tmp = tempfile::tempdir().unwrap();

@@ -73,7 +73,6 @@ fn copy_of(base: &MemoryStore) -> MemoryStore {
     copy
 }
 
-
 #[test]
 fn a_crash_at_every_write_leaves_a_healthy_vault() {
     let tmp = tempfile::tempdir().unwrap();

@@ -8,8 +8,6 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-
-
 fn count_files(dir: &Path) -> usize {
     common::files_below(dir).len()
 }

@@ -47,7 +47,7 @@ pub struct Counts {
 
 impl Walker<'_> {
     fn error(&self, path: &Path, message: impl ToString) {
-        log::warn!("{}: {}", path.display(), message.to_string());
+        log::info!("{}: {}", path.display(), message.to_string());
         self.progress.errors.fetch_add(1, Relaxed);
         let msg = PathMessage {
             path: path.display().to_string(),

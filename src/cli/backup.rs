@@ -111,7 +111,7 @@ impl ProgressBar {
                     bar.set_length(progress.total_bytes.load(Relaxed));
                 }
                 bar.set_position(progress.bytes.load(Relaxed));
-                bar.set_message(format!("{} files", progress.files.load(Relaxed)));
+                bar.set_message(format!("{} entries", progress.files.load(Relaxed)));
                 std::thread::sleep(std::time::Duration::from_millis(150));
             }
             bar.finish_and_clear();

@@ -161,10 +161,9 @@ impl Global {
         Ok(rpassword::prompt_password("passphrase: ")?)
     }
 
+    /// Explicit options win over the environment: `--password-file`, then `--password-command`, then
+    /// `COFFER_PASSWORD`.
     fn configured_passphrase(&self) -> Result<Option<String>> {
-        if let Ok(p) = std::env::var("COFFER_PASSWORD") {
-            return Ok(Some(p));
-        }
         if let Some(f) = &self.password_file {
             let text = std::fs::read_to_string(f).with_context(|| format!("cannot read {}", f.display()))?;
             return Ok(Some(first_line(&text)));
@@ -176,7 +175,7 @@ impl Global {
             }
             return Ok(Some(first_line(&String::from_utf8_lossy(&out.stdout))));
         }
-        Ok(None)
+        Ok(std::env::var("COFFER_PASSWORD").ok())
     }
 
     /// A passphrase for a new key: from `env_var`, `file`, the usual sources (for `init`), or asked twice.
