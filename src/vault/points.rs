@@ -84,3 +84,82 @@ pub fn resolve_point(vault: &Vault, spec: &str, filter: &PointFilter) -> Result<
         ))),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::format::ids::TreeId;
+    use crate::format::point::POINT_VERSION;
+    use crate::store::MemoryStore;
+    use crate::vault::InitOptions;
+    use std::sync::Arc;
+
+    fn point(id: [u8; 32], time: &str, host: &str) -> PointRecord {
+        PointRecord {
+            version: POINT_VERSION,
+            id: PointId(id),
+            time: time.into(),
+            host: host.into(),
+            tags: vec![],
+            paths: vec!["/x".into()],
+            parent: None,
+            tree: TreeId([0; 32]),
+            stats: Default::default(),
+            errors: vec![],
+            skipped: vec![],
+            consistency: Default::default(),
+            program_version: "test".into(),
+            duration_secs: 0.0,
+        }
+    }
+
+    #[test]
+    fn ids_prefixes_latest_and_ambiguity() {
+        let kdf = crate::crypto::KdfParams {
+            memory_kib: 1024,
+            iterations: 1,
+            parallelism: 1,
+        };
+        let opts = InitOptions {
+            kdf,
+            ..Default::default()
+        };
+        let vault = Vault::init(Arc::new(MemoryStore::new()), b"pw", &opts).unwrap();
+        let mut a = [0xab; 32];
+        a[1] = 0x01;
+        let mut b = [0xab; 32];
+        b[1] = 0x02;
+        vault
+            .save_point(&point(a, "2026-01-01T00:00:00.000000000Z", "h1"))
+            .unwrap();
+        vault
+            .save_point(&point(b, "2026-01-02T00:00:00.000000000Z", "h2"))
+            .unwrap();
+        let none = PointFilter::default();
+        let err = resolve_point(&vault, "ab", &none).unwrap_err().to_string();
+        assert!(err.contains("ambiguous") && err.contains('2'), "{err}");
+        assert_eq!(resolve_point(&vault, "AB01", &none).unwrap().id, PointId(a));
+        assert_eq!(
+            resolve_point(&vault, &PointId(b).to_hex(), &none).unwrap().id,
+            PointId(b)
+        );
+        assert_eq!(resolve_point(&vault, "latest", &none).unwrap().id, PointId(b));
+        let h1 = PointFilter {
+            host: Some("h1".into()),
+            ..Default::default()
+        };
+        assert_eq!(resolve_point(&vault, "latest", &h1).unwrap().id, PointId(a));
+        assert!(
+            resolve_point(&vault, "cd", &none)
+                .unwrap_err()
+                .to_string()
+                .contains("no recovery point")
+        );
+        assert!(
+            resolve_point(&vault, "lat", &none)
+                .unwrap_err()
+                .to_string()
+                .contains("not a recovery point id")
+        );
+    }
+}

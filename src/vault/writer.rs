@@ -263,3 +263,56 @@ fn store_pack(vault: &Vault, pack: FullPack) -> Result<IndexPack, VaultError> {
         blobs: pack.blobs,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::MemoryStore;
+    use crate::vault::InitOptions;
+
+    #[test]
+    fn equal_blobs_are_stored_once_and_readable_after_finish() {
+        let kdf = crate::crypto::KdfParams {
+            memory_kib: 1024,
+            iterations: 1,
+            parallelism: 1,
+        };
+        let opts = InitOptions {
+            kdf,
+            pack_size: 64 * 1024,
+            ..Default::default()
+        };
+        let store = MemoryStore::new();
+        let vault = Arc::new(Vault::init(Arc::new(store.clone()), b"pw", &opts).unwrap());
+        let writer = BlobWriter::new(vault.clone(), 3);
+        let noise = |mut x: u64| {
+            (0..20_000)
+                .map(|_| {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    x as u8
+                })
+                .collect::<Vec<u8>>()
+        };
+        let blobs: Vec<Vec<u8>> = (1..=50u64).map(noise).collect();
+        let mut new = 0;
+        for round in 0..2 {
+            for b in &blobs {
+                new += writer.add(BlobKind::Data, vault.keys().chunk_id(b).0, b.clone()) as usize;
+            }
+            assert_eq!(new, blobs.len(), "round {round}: only the first sight of a blob is new");
+        }
+        let stats = writer.finish().unwrap();
+        assert_eq!(stats.blobs_new, 50);
+        assert!(stats.packs > 1, "small packs fill and close: {stats:?}");
+        for b in &blobs {
+            assert_eq!(
+                &vault.read_blob(BlobKind::Data, &vault.keys().chunk_id(b).0).unwrap(),
+                b
+            );
+        }
+        let reopened = Vault::open(Arc::new(store), b"pw").unwrap();
+        assert_eq!(reopened.index().len(), 50, "index files list every blob");
+    }
+}
