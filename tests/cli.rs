@@ -49,7 +49,7 @@ fn every_node_kind_round_trips_and_rsync_agrees() {
             .output()
             .unwrap();
         let listing = String::from_utf8_lossy(&out.stdout);
-        let diffs: Vec<&str> = listing.lines().filter(|l| !l.ends_with(" socket")).collect();
+        let diffs: Vec<&str> = listing.lines().filter(|l| !l.ends_with("socket")).collect();
         assert!(diffs.is_empty(), "rsync sees differences:\n{}", diffs.join("\n"));
     } else {
         eprintln!("rsync not installed: skipping the rsync comparison");

@@ -56,7 +56,7 @@ pub fn run(g: &Global, a: Args) -> Result<ExitCode> {
     }
     let rec = result?;
     if g.json {
-        println!("{}", serde_json::to_string_pretty(&super::list::point_json(&rec))?);
+        println!("{}", serde_json::to_string_pretty(&rec.to_json())?);
     } else {
         println!("{}", rec.id);
     }

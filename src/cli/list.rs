@@ -29,7 +29,7 @@ pub fn run(g: &Global, a: Args) -> Result<ExitCode> {
     let f = filter(a.host, a.tags, a.paths);
     let points: Vec<PointRecord> = vault.load_points()?.into_iter().filter(|p| f.matches(p)).collect();
     if g.json {
-        let arr: Vec<serde_json::Value> = points.iter().map(point_json).collect();
+        let arr: Vec<serde_json::Value> = points.iter().map(PointRecord::to_json).collect();
         println!("{}", serde_json::to_string_pretty(&arr)?);
         return Ok(ExitCode::SUCCESS);
     }
@@ -52,24 +52,4 @@ pub fn run(g: &Global, a: Args) -> Result<ExitCode> {
         eprintln!("{} recovery points", points.len());
     }
     Ok(ExitCode::SUCCESS)
-}
-
-/// The JSON form of a point, shared by `list --json` and `backup --json`.
-pub fn point_json(p: &PointRecord) -> serde_json::Value {
-    serde_json::json!({
-        "id": p.id.to_hex(),
-        "short_id": p.id.short(),
-        "time": p.time,
-        "host": p.host,
-        "tags": p.tags,
-        "paths": p.paths,
-        "parent": p.parent.map(|x| x.to_hex()),
-        "tree": p.tree.to_hex(),
-        "sizes": p.stats,
-        "consistency": p.consistency,
-        "errors": p.errors,
-        "skipped": p.skipped,
-        "program_version": p.program_version,
-        "duration_secs": p.duration_secs,
-    })
 }

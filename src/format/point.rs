@@ -105,6 +105,29 @@ impl PointRecord {
     }
 }
 
+impl PointRecord {
+    /// The public JSON form of a point (`list --json`, `backup --json`, `point.json` in the mount): ids in hex,
+    /// sizes under `sizes`.
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "id": self.id.to_hex(),
+            "short_id": self.id.short(),
+            "time": self.time,
+            "host": self.host,
+            "tags": self.tags,
+            "paths": self.paths,
+            "parent": self.parent.map(|x| x.to_hex()),
+            "tree": self.tree.to_hex(),
+            "sizes": self.stats,
+            "consistency": self.consistency,
+            "errors": self.errors,
+            "skipped": self.skipped,
+            "program_version": self.program_version,
+            "duration_secs": self.duration_secs,
+        })
+    }
+}
+
 pub fn point_name(id: &PointId) -> String {
     format!("points/{}", id.to_hex())
 }

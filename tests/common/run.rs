@@ -1,8 +1,9 @@
-//! Running the real `coffer` binary against a vault.
+//! Running the real `coffer` binary (built by cargo for integration tests) against one vault.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Command, Output, Stdio};
 
+/// The `coffer` binary cargo built for this test run.
 pub fn coffer_bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_coffer"))
 }
@@ -15,6 +16,7 @@ pub struct Coffer {
 }
 
 impl Coffer {
+    /// The vault at `vault` (which need not exist yet: `init` makes it) with a fixed test passphrase.
     pub fn new(vault: &Path) -> Coffer {
         Coffer {
             vault: vault.to_path_buf(),
@@ -22,21 +24,25 @@ impl Coffer {
         }
     }
 
-    /// The binary with `--vault` and `COFFER_PASSWORD` set (and no inherited `COFFER_VAULT`).
+    /// `coffer --vault <vault> <args>` with `COFFER_PASSWORD` set, `COFFER_VAULT` and `COFFER_NEW_PASSWORD` removed
+    /// from the inherited environment, and stdin from /dev/null (override with `.stdin(..)` when a test feeds it).
     pub fn cmd(&self, args: &[&str]) -> Command {
         let mut c = Command::new(coffer_bin());
         c.arg("--vault").arg(&self.vault).args(args);
         c.env("COFFER_PASSWORD", &self.password)
             .env_remove("COFFER_VAULT")
-            .env_remove("COFFER_NEW_PASSWORD");
+            .env_remove("COFFER_NEW_PASSWORD")
+            .stdin(Stdio::null());
         c
     }
 
+    /// Runs `coffer <args>` to completion, capturing stdout and stderr. Panics only if it cannot be started.
     pub fn run(&self, args: &[&str]) -> Output {
         self.cmd(args).output().expect("coffer binary runs")
     }
 
-    /// Runs and asserts exit 0 (showing stderr otherwise); returns stdout.
+    /// Runs `coffer <args>`, asserts it exits 0 (showing its stderr otherwise), and returns its stdout, which must
+    /// be UTF-8.
     pub fn ok(&self, args: &[&str]) -> String {
         let o = self.run(args);
         assert!(
@@ -46,6 +52,18 @@ impl Coffer {
             String::from_utf8_lossy(&o.stderr)
         );
         String::from_utf8(o.stdout).expect("stdout is UTF-8")
+    }
+
+    /// Runs `coffer <args>`, asserts it exits non-zero (showing its stdout otherwise), and returns its stderr,
+    /// lossily decoded.
+    pub fn fails(&self, args: &[&str]) -> String {
+        let o = self.run(args);
+        assert!(
+            !o.status.success(),
+            "coffer {args:?} succeeded but should fail:\n{}",
+            String::from_utf8_lossy(&o.stdout)
+        );
+        String::from_utf8_lossy(&o.stderr).into_owned()
     }
 
     /// `check --read-data`, then a verified restore of the latest point into `target`: the vault is whole and its
