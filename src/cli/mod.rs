@@ -6,6 +6,7 @@ mod check;
 mod key;
 mod list;
 mod ls;
+mod mount;
 mod restore;
 
 use anyhow::{Context, Result, bail};
@@ -72,6 +73,10 @@ enum Command {
         #[arg(long)]
         read_data: bool,
     },
+    /// Mount recovery points read-only (FUSE) on an empty directory
+    Mount(mount::Args),
+    /// Unmount a coffer mount
+    Umount { mountpoint: PathBuf },
     /// Manage the passphrases (keys) that open the vault
     #[command(subcommand)]
     Key(key::KeyCommand),
@@ -94,7 +99,13 @@ pub fn run() -> Result<ExitCode> {
         (_, 1) => "info",
         _ => "debug",
     };
+    let fuser_level = if cli.verbose >= 2 {
+        log::LevelFilter::Debug
+    } else {
+        log::LevelFilter::Error
+    };
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(level))
+        .filter_module("fuser", fuser_level)
         .format_timestamp(None)
         .init();
     let g = Global {
@@ -113,6 +124,8 @@ pub fn run() -> Result<ExitCode> {
         Command::Restore(a) => restore::run(&g, a),
         Command::Check { read_data } => check::run(&g, read_data),
         Command::Key(k) => key::run(&g, k),
+        Command::Mount(a) => mount::run(&g, a),
+        Command::Umount { mountpoint } => mount::umount(&mountpoint),
     }
 }
 
@@ -140,6 +153,18 @@ impl Global {
             bail!("no vault given: use --vault PATH or set COFFER_VAULT")
         };
         Ok(Arc::new(LocalStore::new(path.clone())))
+    }
+
+    pub fn vault_path(&self) -> Option<&PathBuf> {
+        self.vault.as_ref()
+    }
+
+    /// The passphrase to hand to a child process, unless it can find it the same way this one did.
+    pub fn passphrase_for_child(&self) -> Result<Option<String>> {
+        if self.configured_passphrase()?.is_some() {
+            return Ok(None);
+        }
+        self.passphrase().map(Some)
     }
 
     /// Opens and unlocks the vault.

@@ -1,0 +1,365 @@
+//! Real FUSE mounts of real vaults: the mounted points must look exactly like the backed-up files, stay read-only,
+//! and never be left mounted, even when a test fails.
+
+mod common;
+
+use common::run::Coffer;
+use common::{CompareOptions, Scale, compare_trees, generate_tree};
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// True if this process may mount FUSE file systems; tests skip (saying so) otherwise.
+fn fuse_available() -> bool {
+    let ok = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/fuse")
+        .is_ok();
+    if !ok {
+        eprintln!("SKIP: /dev/fuse cannot be opened here, so FUSE mounts cannot be tested");
+    }
+    ok
+}
+
+/// A mount made with `coffer mount --daemon`, unmounted when dropped (also when the test panics).
+struct Mounted {
+    dir: PathBuf,
+}
+
+impl Mounted {
+    fn new(c: &Coffer, dir: &Path, extra: &[&str]) -> Mounted {
+        std::fs::create_dir_all(dir).unwrap();
+        let mut args = vec!["mount", "--daemon", dir.to_str().unwrap()];
+        args.extend_from_slice(extra);
+        c.ok(&args);
+        Mounted { dir: dir.to_path_buf() }
+    }
+}
+
+impl Drop for Mounted {
+    fn drop(&mut self) {
+        if is_mounted(&self.dir) {
+            let _ = Command::new("umount").arg(&self.dir).status();
+        }
+        if is_mounted(&self.dir) {
+            let _ = Command::new("umount").arg("-l").arg(&self.dir).status();
+        }
+    }
+}
+
+fn is_mounted(dir: &Path) -> bool {
+    let real = std::fs::canonicalize(dir).unwrap_or(dir.to_path_buf());
+    std::fs::read_to_string("/proc/self/mounts")
+        .unwrap()
+        .lines()
+        .any(|l| l.split(' ').nth(1) == real.to_str())
+}
+
+fn setup(scale: Scale) -> (tempfile::TempDir, Coffer, PathBuf) {
+    let tmp = tempfile::tempdir().unwrap();
+    let c = Coffer::new(&tmp.path().join("vault"));
+    c.ok(&["init"]);
+    let src = tmp.path().join("src");
+    std::fs::create_dir(&src).unwrap();
+    generate_tree(&src, 11, scale);
+    (tmp, c, src)
+}
+
+fn in_point(mount: &Path, src: &Path) -> PathBuf {
+    mount.join("latest/files").join(src.strip_prefix("/").unwrap())
+}
+
+#[test]
+fn a_mounted_point_equals_the_source_in_content_and_metadata() {
+    if !fuse_available() {
+        return;
+    }
+    let (tmp, c, src) = setup(Scale::Normal);
+    c.ok(&["backup", src.to_str().unwrap()]);
+    let m = Mounted::new(&c, &tmp.path().join("mnt"), &[]);
+    let seen = in_point(&m.dir, &src);
+    let opts = CompareOptions {
+        sparse: false,
+        ..CompareOptions::default()
+    };
+    let diffs = compare_trees(&src, &seen, &opts);
+    assert!(
+        diffs.is_empty(),
+        "the mount differs from the source:\n{}",
+        diffs.join("\n")
+    );
+    let out = Command::new("diff")
+        .arg("-r")
+        .arg("--no-dereference")
+        .arg(&src)
+        .arg(&seen)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    // diff cannot compare special files; compare_trees above checked their kind, mode and rdev.
+    let real: Vec<&str> = text
+        .lines()
+        .filter(|l| !l.contains("socket") && !l.contains(" while file "))
+        .collect();
+    assert!(real.is_empty(), "diff -r:\n{}", real.join("\n"));
+}
+
+#[test]
+fn copies_out_of_the_mount_keep_hardlinks_holes_and_acls() {
+    if !fuse_available() {
+        return;
+    }
+    let (tmp, c, src) = setup(Scale::Small);
+    c.ok(&["backup", src.to_str().unwrap()]);
+    let m = Mounted::new(&c, &tmp.path().join("mnt"), &[]);
+    let out = tmp.path().join("copy");
+    let cp = Command::new("cp")
+        .args(["-a", "--sparse=always"])
+        .arg(in_point(&m.dir, &src))
+        .arg(&out)
+        .status()
+        .unwrap();
+    assert!(cp.success());
+    let diffs = compare_trees(&src, &out, &CompareOptions::default());
+    assert!(
+        diffs.is_empty(),
+        "cp -a out of the mount differs:\n{}",
+        diffs.join("\n")
+    );
+    if Command::new("getfacl").arg("--version").output().is_ok() {
+        let (want, got) = (acls(&src), acls(&in_point(&m.dir, &src)));
+        let missing: Vec<&String> = want.iter().filter(|b| !got.contains(b)).collect();
+        assert!(
+            missing.is_empty() && want.len() == got.len(),
+            "getfacl differs on the mount: {missing:?}"
+        );
+    }
+}
+
+/// `getfacl -R` of a tree as one sorted block per entry, paths relative, so trees listed in different orders compare.
+fn acls(root: &Path) -> Vec<String> {
+    let out = Command::new("getfacl")
+        .args(["-n", "-R", "-P", "."])
+        .current_dir(root)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    // Sockets are not backed up, so they are not in the mount.
+    let mut blocks: Vec<String> = text
+        .split("\n\n")
+        .filter(|b| !b.contains("socket"))
+        .map(str::to_string)
+        .collect();
+    blocks.sort();
+    blocks
+}
+
+#[test]
+fn reads_at_random_offsets_and_in_parallel_match_the_source() {
+    if !fuse_available() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let c = Coffer::new(&tmp.path().join("vault"));
+    c.ok(&["init"]);
+    let src = tmp.path().join("src");
+    std::fs::create_dir(&src).unwrap();
+    let data = common::noise(40 << 20, 5);
+    std::fs::write(src.join("big.bin"), &data).unwrap();
+    c.ok(&["backup", src.to_str().unwrap()]);
+    let m = Mounted::new(&c, &tmp.path().join("mnt"), &["--cache-size", "8M"]);
+    let path = in_point(&m.dir, &src).join("big.bin");
+    let mut rng = common::Rng::new(3);
+    let f = std::fs::File::open(&path).unwrap();
+    for _ in 0..300 {
+        let off = rng.below(data.len() as u64 - 4096) as usize;
+        let mut buf = [0u8; 4096];
+        std::os::unix::fs::FileExt::read_exact_at(&f, &mut buf, off as u64).unwrap();
+        assert_eq!(&buf[..], &data[off..off + 4096], "pread at {off}");
+    }
+    std::thread::scope(|s| {
+        for _ in 0..8 {
+            s.spawn(|| {
+                assert!(
+                    std::fs::read(&path).unwrap() == data,
+                    "a parallel reader saw different bytes"
+                )
+            });
+        }
+    });
+}
+
+#[test]
+fn writes_are_refused_with_erofs() {
+    if !fuse_available() {
+        return;
+    }
+    let (tmp, c, src) = setup(Scale::Small);
+    c.ok(&["backup", src.to_str().unwrap()]);
+    let m = Mounted::new(&c, &tmp.path().join("mnt"), &[]);
+    let dir = in_point(&m.dir, &src);
+    let erofs = |r: std::io::Result<()>| assert_eq!(r.unwrap_err().raw_os_error(), Some(libc::EROFS));
+    erofs(std::fs::write(dir.join("new-file"), b"x"));
+    let file = dir.join("sparse.img");
+    erofs(std::fs::write(&file, b"x"));
+    erofs(std::fs::create_dir(dir.join("newdir")));
+    erofs(std::fs::remove_file(&file));
+    erofs(std::fs::rename(&file, dir.join("moved")));
+    erofs(std::fs::set_permissions(
+        &file,
+        std::os::unix::fs::PermissionsExt::from_mode(0o777),
+    ));
+    erofs(xattr::set(&file, "user.x", b"y"));
+    assert!(std::fs::read(&file).is_ok(), "reading still works");
+}
+
+#[test]
+fn layout_links_versions_and_point_json() {
+    if !fuse_available() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let c = Coffer::new(&tmp.path().join("vault"));
+    c.ok(&["init"]);
+    let src = tmp.path().join("src");
+    std::fs::create_dir(&src).unwrap();
+    let notes = src.join("notes.txt");
+    let mut ids = Vec::new();
+    for (i, text) in ["one", "one", "two", "two", "three"].iter().enumerate() {
+        std::fs::write(&notes, text).unwrap();
+        let tag = if i % 2 == 0 { "even" } else { "odd" };
+        ids.push(
+            c.ok(&["backup", "--host", "h1", "--tag", tag, src.to_str().unwrap()])
+                .trim()
+                .to_string(),
+        );
+        std::thread::sleep(std::time::Duration::from_millis(1100));
+    }
+    let m = Mounted::new(&c, &tmp.path().join("mnt"), &[]);
+    let names = |p: PathBuf| {
+        let mut v: Vec<String> = std::fs::read_dir(&p)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        v.sort();
+        v
+    };
+    let points = names(m.dir.join("points"));
+    assert_eq!(points.len(), 5);
+    assert!(
+        points.iter().zip(&ids).all(|(n, id)| n.ends_with(&id[..8])),
+        "{points:?}"
+    );
+    assert_eq!(
+        std::fs::read_link(m.dir.join("latest")).unwrap(),
+        Path::new("points").join(&points[4])
+    );
+    assert_eq!(names(m.dir.join("hosts/h1")), points);
+    assert_eq!(
+        names(m.dir.join("tags/odd")),
+        vec![points[1].clone(), points[3].clone()]
+    );
+    let via_tag = std::fs::read(
+        m.dir
+            .join("tags/even")
+            .join(&points[4])
+            .join("files")
+            .join(notes.strip_prefix("/").unwrap()),
+    );
+    assert_eq!(via_tag.unwrap(), b"three");
+    let versions = m.dir.join("versions/files").join(notes.strip_prefix("/").unwrap());
+    let v = names(versions.clone());
+    let expected: Vec<String> = [0, 2, 4].iter().map(|&i| format!("{}.txt", points[i])).collect();
+    assert_eq!(v, expected, "identical consecutive versions collapse into the oldest");
+    assert_eq!(std::fs::read(versions.join(&v[1])).unwrap(), b"two");
+    let json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(m.dir.join("latest/point.json")).unwrap()).unwrap();
+    assert_eq!(json["id"], ids[4].as_str());
+    assert_eq!(json["host"], "h1");
+}
+
+#[test]
+fn single_point_mounts_sparse_seek_and_stat() {
+    if !fuse_available() {
+        return;
+    }
+    let (tmp, c, src) = setup(Scale::Small);
+    let id = c.ok(&["backup", src.to_str().unwrap()]).trim().to_string();
+    let m = Mounted::new(&c, &tmp.path().join("mnt"), &["--point", &id[..8]]);
+    let root = m.dir.join(src.strip_prefix("/").unwrap());
+    assert!(root.is_dir(), "--point shows the point's files at the root");
+    for (rel, md) in common::walk(&src)
+        .into_iter()
+        .filter(|(_, md)| md.is_file() && md.nlink() > 1)
+    {
+        let seen = std::fs::symlink_metadata(root.join(&rel)).unwrap();
+        assert_eq!(seen.nlink(), md.nlink(), "{}", rel.display());
+    }
+    // sparse.img: 64 MiB with 64 KiB of data at 0, 10 MiB and 40 MiB (see common::generate_tree).
+    let (orig, seen) = (
+        std::fs::metadata(src.join("sparse.img")).unwrap(),
+        std::fs::metadata(root.join("sparse.img")).unwrap(),
+    );
+    assert_eq!(seen.len(), orig.len());
+    assert!(
+        seen.blocks() <= orig.blocks(),
+        "holes count nothing in st_blocks: {} vs {}",
+        seen.blocks(),
+        orig.blocks()
+    );
+    let f = std::fs::File::open(root.join("sparse.img")).unwrap();
+    use std::os::fd::AsRawFd;
+    let seek = |off: i64, whence: i32| unsafe { libc::lseek(f.as_raw_fd(), off, whence) };
+    assert_eq!(seek(0, libc::SEEK_HOLE), 64 << 10);
+    assert_eq!(seek(64 << 10, libc::SEEK_DATA), 10 << 20);
+    assert_eq!(
+        seek((40 << 20) + (64 << 10), libc::SEEK_DATA),
+        -1,
+        "no data after the last region"
+    );
+}
+
+#[test]
+fn sigterm_unmounts_and_nothing_is_left_behind() {
+    if !fuse_available() {
+        return;
+    }
+    let (tmp, c, src) = setup(Scale::Small);
+    c.ok(&["backup", src.to_str().unwrap()]);
+    let dir = tmp.path().join("mnt");
+    std::fs::create_dir(&dir).unwrap();
+    let mut child = c.cmd(&["mount", dir.to_str().unwrap()]).spawn().unwrap();
+    let guard = Mounted { dir: dir.clone() };
+    let start = std::time::Instant::now();
+    while !is_mounted(&dir) && start.elapsed().as_secs() < 30 {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert!(std::fs::read_dir(&dir).unwrap().count() > 0);
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let status = child.wait().unwrap();
+    assert!(
+        status.success(),
+        "the foreground mount exits cleanly on SIGTERM: {status}"
+    );
+    assert!(!is_mounted(&dir), "SIGTERM left the mount behind");
+    drop(guard);
+}
+
+#[test]
+fn bad_mount_points_are_refused() {
+    let (tmp, c, _src) = setup(Scale::Small);
+    let full = tmp.path().join("full");
+    std::fs::create_dir(&full).unwrap();
+    std::fs::write(full.join("x"), b"x").unwrap();
+    assert!(c.fails(&["mount", full.to_str().unwrap()]).contains("not empty"));
+    let inside = c.vault.join("mnt");
+    std::fs::create_dir(&inside).unwrap();
+    assert!(
+        c.fails(&["mount", inside.to_str().unwrap()])
+            .contains("inside the vault")
+    );
+    let file = tmp.path().join("file");
+    std::fs::write(&file, b"x").unwrap();
+    assert!(c.fails(&["mount", file.to_str().unwrap()]).contains("not a directory"));
+}
