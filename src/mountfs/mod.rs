@@ -510,3 +510,6 @@ fn node_attr(ino: Ino, n: &Node) -> Attr {
         rdev: n.rdev as u32,
     }
 }
+
+#[cfg(test)]
+mod tests;
