@@ -20,7 +20,14 @@ fn main() -> ExitCode {
             msg.unwrap_or_else(|| "panic".into())
         );
     }));
-    match cli::run() {
+    let args: Vec<String> = std::env::args().collect();
+    let invoked_as = args.first().and_then(|a| a.rsplit('/').next()).unwrap_or("");
+    let result = if invoked_as.starts_with("mount.fuse.coffer") || invoked_as == "mount.coffer" {
+        cli::mount_helper(&args[1..])
+    } else {
+        cli::run()
+    };
+    match result {
         Ok(code) => code,
         Err(e) => {
             eprintln!("coffer: error: {}", cli::one_line(&e));

@@ -363,3 +363,83 @@ fn bad_mount_points_are_refused() {
     std::fs::write(&file, b"x").unwrap();
     assert!(c.fails(&["mount", file.to_str().unwrap()]).contains("not a directory"));
 }
+
+/// `/sbin/mount.fuse.coffer` pointing at the binary under test, removed when dropped.
+struct Helper(PathBuf);
+
+impl Helper {
+    fn install() -> Option<Helper> {
+        let path = PathBuf::from("/sbin/mount.fuse.coffer");
+        if std::fs::symlink_metadata(&path).is_ok() {
+            eprintln!("SKIP: {} already exists; not replacing it", path.display());
+            return None;
+        }
+        std::os::unix::fs::symlink(common::run::coffer_bin(), &path).ok()?;
+        Some(Helper(path))
+    }
+}
+
+impl Drop for Helper {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+#[test]
+fn plain_mount_with_the_fuse_coffer_type_works() {
+    if !fuse_available() {
+        return;
+    }
+    let (tmp, c, src) = setup(Scale::Small);
+    c.ok(&["backup", "--tag", "t", src.to_str().unwrap()]);
+    let Some(_helper) = Helper::install() else { return };
+    let pw = tmp.path().join("pw");
+    std::fs::write(&pw, &c.password).unwrap();
+    let dir = tmp.path().join("mnt");
+    std::fs::create_dir(&dir).unwrap();
+    let guard = Mounted { dir: dir.clone() };
+    let opts = format!("ro,noauto,point=latest,tag=t,password_file={}", pw.display());
+    let out = Command::new("mount")
+        .args(["-t", "fuse.coffer", "-o", &opts])
+        .arg(&c.vault)
+        .arg(&dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "mount -t fuse.coffer: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let root = dir.join(src.strip_prefix("/").unwrap());
+    assert!(
+        root.join("sparse.img").is_file(),
+        "point=latest shows the point's files at the root"
+    );
+    let bad = Command::new("mount")
+        .args(["-t", "fuse.coffer", "-o", "rw"])
+        .arg(&c.vault)
+        .arg(tmp.path())
+        .output()
+        .unwrap();
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("read-only"));
+    drop(guard);
+    assert!(!is_mounted(&dir));
+}
+
+#[test]
+fn an_idle_mount_unmounts_itself() {
+    if !fuse_available() {
+        return;
+    }
+    let (tmp, c, src) = setup(Scale::Small);
+    c.ok(&["backup", src.to_str().unwrap()]);
+    let m = Mounted::new(&c, &tmp.path().join("mnt"), &["--idle-timeout", "2s"]);
+    assert!(m.dir.join("latest").exists());
+    let start = std::time::Instant::now();
+    while is_mounted(&m.dir) && start.elapsed().as_secs() < 20 {
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    assert!(!is_mounted(&m.dir), "the mount is still there after 20 s of idleness");
+    assert!(start.elapsed().as_secs() >= 1, "it stayed while it was used");
+}

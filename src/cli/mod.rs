@@ -91,6 +91,11 @@ pub struct Global {
     password_command: Option<String>,
 }
 
+/// Entry point when invoked as `mount.fuse.coffer` (by mount(8) and /etc/fstab).
+pub fn mount_helper(args: &[String]) -> Result<ExitCode> {
+    mount::helper(args)
+}
+
 pub fn run() -> Result<ExitCode> {
     let cli = Cli::parse();
     let level = match (cli.quiet, cli.verbose) {

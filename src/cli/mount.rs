@@ -270,3 +270,68 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
     };
     Ok(n * mult)
 }
+
+/// `mount.fuse.coffer VAULT MOUNTPOINT [-o OPTIONS]`: what `mount -t fuse.coffer` and /etc/fstab run (install with
+/// `ln -s $(command -v coffer) /sbin/mount.fuse.coffer`). Mounts in the background and returns once ready.
+pub fn helper(args: &[String]) -> Result<ExitCode> {
+    let mut positional = Vec::new();
+    let mut options = String::new();
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "-o" => options = it.next().cloned().unwrap_or_default(),
+            "-n" | "-s" | "-f" | "-v" => {}
+            o if o.starts_with("-o") => options = o[2..].to_string(),
+            _ => positional.push(a.clone()),
+        }
+    }
+    let [vault, mountpoint] = positional.as_slice() else {
+        bail!("usage: mount.fuse.coffer VAULT MOUNTPOINT [-o point=ID,host=H,tag=T,password_file=F,allow_other]");
+    };
+    let mut cmd: Vec<String> = vec!["coffer".into(), "--vault".into(), vault.clone()];
+    let mut mount_args = vec!["mount".to_string(), "--daemon".into(), mountpoint.clone()];
+    for opt in options.split(',').filter(|o| !o.is_empty()) {
+        let (key, value) = opt.split_once('=').unwrap_or((opt, ""));
+        match key {
+            "point" | "host" | "tag" | "cache_size" | "idle_timeout" => {
+                mount_args.push(format!("--{}", key.replace('_', "-")));
+                mount_args.push(value.to_string());
+            }
+            "allow_other" => mount_args.push("--allow-other".into()),
+            "password_file" => cmd.extend(["--password-file".into(), value.to_string()]),
+            "rw" => bail!("coffer mounts are read-only: remove 'rw' from the options"),
+            _ if IGNORED.contains(&key) || key.starts_with("x-") => {}
+            _ => bail!("unknown mount option '{opt}'"),
+        }
+    }
+    cmd.extend(mount_args);
+    let status = std::process::Command::new(std::env::current_exe()?)
+        .args(&cmd[1..])
+        .status()?;
+    Ok(ExitCode::from(status.code().unwrap_or(1) as u8))
+}
+
+/// Options mount(8) and fstab pass that mean nothing to a read-only FUSE mount.
+const IGNORED: &[&str] = &[
+    "ro",
+    "defaults",
+    "auto",
+    "noauto",
+    "nofail",
+    "user",
+    "users",
+    "nouser",
+    "_netdev",
+    "nosuid",
+    "suid",
+    "nodev",
+    "dev",
+    "noexec",
+    "exec",
+    "relatime",
+    "noatime",
+    "atime",
+    "strictatime",
+    "sync",
+    "async",
+];
