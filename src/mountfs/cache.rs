@@ -37,6 +37,11 @@ impl ChunkCache {
             .get_or_insert_with(id, || vault.read_blob(BlobKind::Data, &id.0).map(Arc::new))
     }
 
+    /// Puts a chunk read by read-ahead into the cache.
+    pub fn insert(&self, id: ChunkId, data: Arc<Vec<u8>>) {
+        self.cache.insert(id, data);
+    }
+
     /// True if the chunk is cached (used to skip needless read-ahead).
     pub fn contains(&self, id: &ChunkId) -> bool {
         self.cache.contains_key(id)

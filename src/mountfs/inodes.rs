@@ -73,6 +73,11 @@ impl Inodes {
             .map(|e| e.content.clone())
     }
 
+    /// The key a live inode was registered under.
+    pub fn key(&self, ino: Ino) -> Option<Key> {
+        self.map.read().expect("inode lock").get(&ino).map(|e| e.key.clone())
+    }
+
     /// Records one kernel lookup of `content` under `key`; returns its inode number.
     pub fn remember(&self, key: Key, content: Content) -> Ino {
         let mut map = self.map.write().expect("inode lock");

@@ -6,6 +6,7 @@
 mod cache;
 mod inodes;
 mod layout;
+mod prefetch;
 mod versions;
 
 pub use cache::ChunkCache;
@@ -100,6 +101,8 @@ pub struct MountFs {
     files: Mutex<HashMap<u64, Arc<OpenFile>>>,
     dirs: Mutex<HashMap<u64, Arc<Listing>>>,
     next_handle: AtomicU64,
+    /// Directories whose small files were already decoded ahead (see `prefetch`).
+    prefetched: Mutex<lru::LruCache<crate::format::ids::TreeId, ()>>,
 }
 
 impl MountFs {
@@ -126,6 +129,7 @@ impl MountFs {
             files: Mutex::new(HashMap::new()),
             dirs: Mutex::new(HashMap::new()),
             next_handle: AtomicU64::new(1),
+            prefetched: Mutex::new(lru::LruCache::new(std::num::NonZeroUsize::new(1024).expect("non-zero"))),
         }
     }
 
@@ -171,6 +175,7 @@ impl MountFs {
                 last_end: AtomicU64::new(u64::MAX),
             }),
         );
+        self.prefetch_siblings(ino);
         Ok(fh)
     }
 

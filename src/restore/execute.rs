@@ -4,7 +4,6 @@
 use super::plan::{Action, PackRead, Plan, PlanEntry};
 use super::{RestoreError, RestoreOptions};
 use crate::format::ids::BlobKind;
-use crate::format::pack::pack_name;
 use crate::fsmeta;
 use crate::view::View;
 use rayon::prelude::*;
@@ -14,9 +13,6 @@ use std::os::unix::fs::{DirBuilderExt, FileExt, OpenOptionsExt};
 use std::path::Path;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-
-/// Blobs closer than this in a pack are read with one request (the bytes between are read and discarded).
-const MERGE_GAP: u32 = 1 << 20;
 
 /// What a restore did.
 #[derive(Debug, Default)]
@@ -49,9 +45,9 @@ pub fn execute(view: &View, plan: &Plan, target: &Path, opts: &RestoreOptions) -
     }
     let (bytes, reads) = (AtomicU64::new(0), AtomicU64::new(0));
     plan.packs.par_iter().for_each(|p| {
-        if let Err(msg) = restore_pack(view, plan, p, target, &bytes, &reads) {
-            fail(msg);
-        }
+        restore_pack(view, plan, p, target, &bytes, &reads)
+            .into_iter()
+            .for_each(fail)
     });
     apply_all_metadata(plan, target, opts, &fail);
     let mut errors = errors.into_inner().expect("errors lock");
@@ -93,7 +89,7 @@ fn create_entry(target: &Path, e: &PlanEntry, plan: &Plan) -> std::io::Result<()
     }
 }
 
-/// Reads the needed blobs of one pack in merged ranges and writes them into their files.
+/// Reads the needed blobs of one pack in merged ranges and writes them into their files; returns the problems.
 fn restore_pack(
     view: &View,
     plan: &Plan,
@@ -101,54 +97,49 @@ fn restore_pack(
     target: &Path,
     bytes: &AtomicU64,
     reads: &AtomicU64,
-) -> Result<(), String> {
-    let vault = view.vault();
-    let pack = vault.index().pack(p.pack);
-    let name = pack_name(&pack.id);
-    let mut i = 0;
-    while i < p.blobs.len() {
-        let mut j = i + 1;
-        while j < p.blobs.len() && p.blobs[j].loc.offset <= end_of(&p.blobs[j - 1].loc) + MERGE_GAP {
-            j += 1;
-        }
-        let (start, end) = (p.blobs[i].loc.offset, end_of(&p.blobs[j - 1].loc));
-        reads.fetch_add(1, Relaxed);
-        let range = vault
-            .store()
-            .read(&name, Some(start as u64..end as u64))
-            .map_err(|e| e.to_string())?;
-        for b in &p.blobs[i..j] {
-            let at = (b.loc.offset - start) as usize;
-            let sealed = &range[at..at + b.loc.length as usize];
-            let data = match vault.open_blob(BlobKind::Data, &b.id, &b.loc, sealed, &name) {
-                Ok(d) => d,
-                Err(e) => {
-                    let files: Vec<String> = b
-                        .writes
-                        .iter()
-                        .map(|(e, _)| plan.entries[*e].source.display().to_string())
-                        .collect();
-                    return Err(format!("{e} (needed by {})", files.join(", ")));
-                }
-            };
-            for &(entry, offset) in &b.writes {
-                let path = target.join(&plan.entries[entry].target);
-                let f = OpenOptions::new()
-                    .write(true)
-                    .open(&path)
-                    .map_err(|e| format!("{}: {e}", path.display()))?;
-                f.write_all_at(&data, offset)
-                    .map_err(|e| format!("{}: {e}", path.display()))?;
-                bytes.fetch_add(data.len() as u64, Relaxed);
+) -> Vec<String> {
+    let blobs: Vec<([u8; 32], crate::vault::Location)> = p.blobs.iter().map(|b| (b.id, b.loc)).collect();
+    let mut problems = Vec::new();
+    let n = view.vault().read_blobs(p.pack, BlobKind::Data, &blobs, &mut |k, data| {
+        let b = &p.blobs[k];
+        match data
+            .map_err(|e| e.to_string())
+            .and_then(|d| write_blob(plan, target, &b.writes, &d, bytes))
+        {
+            Ok(()) => {}
+            Err(e) => {
+                let files: Vec<String> = b
+                    .writes
+                    .iter()
+                    .map(|(e, _)| plan.entries[*e].source.display().to_string())
+                    .collect();
+                problems.push(format!("{e} (needed by {})", files.join(", ")));
             }
         }
-        i = j;
-    }
-    Ok(())
+    });
+    reads.fetch_add(n, Relaxed);
+    problems
 }
 
-fn end_of(loc: &crate::vault::Location) -> u32 {
-    loc.offset + loc.length
+/// Writes one blob's bytes at every place that needs it.
+fn write_blob(
+    plan: &Plan,
+    target: &Path,
+    writes: &[(usize, u64)],
+    data: &[u8],
+    bytes: &AtomicU64,
+) -> Result<(), String> {
+    for &(entry, offset) in writes {
+        let path = target.join(&plan.entries[entry].target);
+        let f = OpenOptions::new()
+            .write(true)
+            .open(&path)
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+        f.write_all_at(data, offset)
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+        bytes.fetch_add(data.len() as u64, Relaxed);
+    }
+    Ok(())
 }
 
 /// Metadata for every entry: non-directories first, then directories deepest first.

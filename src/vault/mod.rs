@@ -28,6 +28,9 @@ use crate::store::{Store, StoreError};
 use rayon::prelude::*;
 use std::sync::{Arc, RwLock, RwLockReadGuard};
 
+/// Blobs closer than this in a pack are read with one request (the bytes between are read and discarded).
+pub const MERGE_GAP: u64 = 1 << 20;
+
 /// Errors of vault operations; each message is one line naming what is at fault.
 #[derive(Debug, thiserror::Error)]
 pub enum VaultError {
@@ -272,6 +275,45 @@ impl Vault {
     ) -> Result<Vec<u8>, VaultError> {
         blob::open(&self.keys, kind, id, loc.flags, loc.raw_len, sealed)
             .map_err(|e| VaultError::damaged(pack, format!("blob {}: {e}", &hex::encode(id)[..8])))
+    }
+
+    /// Reads blobs of pack number `pack` with as few ranged reads as possible: `blobs` must be sorted by offset, and
+    /// neighbours less than `MERGE_GAP` apart share one read (the bytes between are read and dropped). Each blob is
+    /// opened and verified, then handed to `each` with its index in `blobs`; a failed read or a damaged blob is an
+    /// `Err` for that blob only. Returns the number of reads issued.
+    pub fn read_blobs(
+        &self,
+        pack: u32,
+        kind: BlobKind,
+        blobs: &[([u8; 32], Location)],
+        each: &mut dyn FnMut(usize, Result<Vec<u8>, VaultError>),
+    ) -> u64 {
+        let name = pack_name(&self.index().pack(pack).id);
+        let end_of = |l: &Location| l.offset as u64 + l.length as u64;
+        let (mut i, mut reads) = (0, 0);
+        while i < blobs.len() {
+            let mut j = i + 1;
+            while j < blobs.len() && blobs[j].1.offset as u64 <= end_of(&blobs[j - 1].1) + MERGE_GAP {
+                j += 1;
+            }
+            let start = blobs[i].1.offset as u64;
+            reads += 1;
+            match self.store.read(&name, Some(start..end_of(&blobs[j - 1].1))) {
+                Ok(range) => {
+                    for (k, (id, loc)) in blobs.iter().enumerate().take(j).skip(i) {
+                        let at = (loc.offset as u64 - start) as usize;
+                        let sealed = range.get(at..at + loc.length as usize).unwrap_or_default();
+                        each(k, self.open_blob(kind, id, loc, sealed, &name));
+                    }
+                }
+                Err(e) => {
+                    let msg = e.to_string();
+                    (i..j).for_each(|k| each(k, Err(VaultError::damaged(&name, &msg))));
+                }
+            }
+            i = j;
+        }
+        reads
     }
 
     pub fn read_tree(&self, id: &TreeId) -> Result<Tree, VaultError> {

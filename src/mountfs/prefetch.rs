@@ -1,0 +1,96 @@
+//! Read-ahead across small files: when a file in a directory is opened, the small files after it in the listing are
+//! decoded in the background, their blobs read from each pack in merged ranges. `cp -a`, `rsync` and `tar` read
+//! directories in listing order, one file at a time, so without this every small file costs a full round trip to
+//! the store; with it a directory of small files costs a few ranged reads. Only opening a file triggers it, so
+//! `ls` and `find` never decode file data.
+
+use super::inodes::Key;
+use super::layout::Content;
+use super::{ChunkCache, Ino, MountFs};
+use crate::format::ids::{BlobKind, ChunkId, TreeId};
+use crate::format::tree::NodeKind;
+use crate::vault::{Location, Vault};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+/// Bytes of sibling files decoded ahead per directory.
+const BUDGET: u64 = 32 << 20;
+/// Files up to this size count as small.
+const SMALL: u64 = 1 << 20;
+
+impl MountFs {
+    /// Starts decoding the small files that follow `ino` in its directory, once per directory.
+    pub(super) fn prefetch_siblings(&self, ino: Ino) {
+        let Some(Key::Name(parent, name)) = self.inodes.key(ino) else {
+            return;
+        };
+        let tree_id = match self.inodes.get(parent) {
+            Some(Content::Files(p)) => self.points.records[p].tree,
+            Some(Content::Node { node, .. }) => match node.subtree {
+                Some(t) => t,
+                None => return,
+            },
+            _ => return,
+        };
+        if self
+            .prefetched
+            .lock()
+            .expect("prefetch lock")
+            .put(tree_id, ())
+            .is_some()
+        {
+            return;
+        }
+        let ids = self.small_files_after(&tree_id, &name);
+        if !ids.is_empty() {
+            let (cache, vault) = (self.cache.clone(), self.view.vault().clone());
+            rayon::spawn(move || decode_into(&vault, &cache, &ids));
+        }
+    }
+
+    /// Chunk ids of small regular files after `name` in the tree, not cached yet, within the budget.
+    fn small_files_after(&self, tree_id: &TreeId, name: &[u8]) -> Vec<ChunkId> {
+        let Ok(tree) = self.view.tree(tree_id) else {
+            return Vec::new();
+        };
+        let mut budget = BUDGET;
+        let mut ids = Vec::new();
+        let small = tree
+            .nodes
+            .iter()
+            .filter(|n| n.name.as_slice() > name && n.kind == NodeKind::File && n.size <= SMALL);
+        for piece in small.flat_map(|n| n.content.iter()) {
+            let Some(id) = piece.chunk else { continue };
+            if piece.length > budget {
+                break;
+            }
+            if !self.cache.contains(&id) {
+                budget -= piece.length;
+                ids.push(id);
+            }
+        }
+        ids
+    }
+}
+
+/// Reads the chunks pack by pack in merged ranges and puts them in the cache.
+fn decode_into(vault: &Vault, cache: &ChunkCache, ids: &[ChunkId]) {
+    let mut by_pack: BTreeMap<u32, Vec<([u8; 32], Location)>> = BTreeMap::new();
+    {
+        let index = vault.index();
+        for id in ids {
+            if let Some(loc) = index.get(&id.0) {
+                by_pack.entry(loc.pack).or_default().push((id.0, loc));
+            }
+        }
+    }
+    for (pack, mut blobs) in by_pack {
+        blobs.sort_by_key(|(_, l)| l.offset);
+        blobs.dedup_by_key(|(id, _)| *id);
+        vault.read_blobs(pack, BlobKind::Data, &blobs, &mut |k, data| {
+            if let Ok(d) = data {
+                cache.insert(ChunkId(blobs[k].0), Arc::new(d));
+            }
+        });
+    }
+}
