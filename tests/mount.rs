@@ -443,3 +443,70 @@ fn an_idle_mount_unmounts_itself() {
     assert!(!is_mounted(&m.dir), "the mount is still there after 20 s of idleness");
     assert!(start.elapsed().as_secs() >= 1, "it stayed while it was used");
 }
+
+#[test]
+fn a_damaged_chunk_fails_only_its_file_with_eio() {
+    if !fuse_available() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let c = Coffer::new(&tmp.path().join("vault"));
+    c.ok(&["init"]);
+    let src = tmp.path().join("src");
+    std::fs::create_dir(&src).unwrap();
+    for i in 0..20 {
+        std::fs::write(src.join(format!("f{i:02}")), common::noise(50_000, i)).unwrap();
+    }
+    c.ok(&["backup", src.to_str().unwrap()]);
+    let packs = common::files_below(&c.vault.join("data"));
+    let data_pack = packs
+        .iter()
+        .max_by_key(|p| std::fs::metadata(p).unwrap().len())
+        .unwrap();
+    let mut bytes = std::fs::read(data_pack).unwrap();
+    bytes[100] ^= 0x01;
+    std::fs::write(data_pack, bytes).unwrap();
+    let m = Mounted::new(&c, &tmp.path().join("mnt"), &[]);
+    let dir = in_point(&m.dir, &src);
+    let results: Vec<std::io::Result<Vec<u8>>> = (0..20).map(|i| std::fs::read(dir.join(format!("f{i:02}")))).collect();
+    let eio = results
+        .iter()
+        .filter(|r| r.as_ref().err().and_then(|e| e.raw_os_error()) == Some(libc::EIO))
+        .count();
+    assert_eq!(eio, 1, "exactly the file holding the damaged chunk fails with EIO");
+    for (i, r) in results.iter().enumerate() {
+        if let Ok(data) = r {
+            assert_eq!(data, &common::noise(50_000, i as u64), "f{i:02} reads correctly");
+        }
+    }
+    assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 20, "listing still works");
+}
+
+#[test]
+fn allow_other_lets_other_users_in() {
+    if !fuse_available() || Command::new("setpriv").arg("--version").output().is_err() {
+        return;
+    }
+    let (tmp, c, src) = setup(Scale::Small);
+    c.ok(&["backup", src.to_str().unwrap()]);
+    std::fs::set_permissions(tmp.path(), std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let as_nobody = |dir: &Path| {
+        Command::new("setpriv")
+            .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--", "ls"])
+            .arg(dir)
+            .output()
+            .unwrap()
+            .status
+            .success()
+    };
+    let private = Mounted::new(&c, &tmp.path().join("private"), &[]);
+    assert!(
+        !as_nobody(&private.dir.join("points")),
+        "without --allow-other only the mounting user gets in"
+    );
+    let shared = Mounted::new(&c, &tmp.path().join("shared"), &["--allow-other"]);
+    assert!(
+        as_nobody(&shared.dir.join("points")),
+        "with --allow-other other users can browse"
+    );
+}
