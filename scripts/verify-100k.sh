@@ -64,4 +64,20 @@ sparse_kb=$(du -k "$work/restore$src/sparse.img" | cut -f1)
 echo "sparse.img restored using ${sparse_kb} KiB on disk (apparent 1 GiB)"
 [ "$sparse_kb" -lt 10240 ] || { echo "FAIL: sparse file not sparse"; exit 1; }
 echo "check --read-data:"; t "$bin" -q check --read-data
+
+echo "mount (browsing like a file manager):"
+mnt=$work/mnt; mkdir -p "$mnt"
+trap 'umount "$mnt" 2>/dev/null; rm -rf "$work"' EXIT
+t "$bin" mount --daemon "$mnt"
+point="$mnt/latest/files$src"
+echo "  first ls of the source directory:"; t ls "$point" >/dev/null
+echo "  find | wc -l over the point:"; t sh -c "find '$mnt/latest/files' | wc -l"
+echo "  stat of every entry (ls -lR):"; t sh -c "ls -lR '$point' >/dev/null"
+echo "  first 4 KiB of 5000 files (thumbnails):"
+t sh -c "find '$point/d000' '$point/d001' -type f | head -5000 | xargs -d '\n' head -c 4096 >/dev/null"
+echo "  mount process RSS: $(ps -o rss= -C coffer | sort -n | tail -1) KB"
+diffs=$(rsync -aHAXn --checksum --itemize-changes "$src/" "$point/")
+if [ -n "$diffs" ]; then echo "$diffs" | head -20; echo "FAIL: the mount differs from the source"; exit 1; fi
+echo "  rsync -aHAXn --checksum source vs mount: no differences"
+umount "$mnt"
 echo "PASS"
