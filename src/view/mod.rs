@@ -5,20 +5,34 @@ use crate::format::ids::{BlobKind, TreeId};
 use crate::format::point::PointRecord;
 use crate::format::tree::{Node, NodeKind, Tree};
 use crate::vault::{Vault, VaultError};
-use lru::LruCache;
+use quick_cache::Weighter;
+use quick_cache::sync::Cache;
 use std::io::Write;
-use std::num::NonZeroUsize;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
-/// How many decoded trees to keep.
-const TREE_CACHE: usize = 4096;
+/// Bytes of decoded trees to keep (estimated from their node and content counts).
+const TREE_CACHE_BYTES: u64 = 64 << 20;
 
-/// Read access to the points of one vault, with a cache of decoded trees.
+/// Approximate memory of a decoded tree: its nodes with their pieces and xattrs.
+#[derive(Clone)]
+struct TreeWeight;
+
+impl Weighter<TreeId, Arc<Tree>> for TreeWeight {
+    fn weight(&self, _id: &TreeId, tree: &Arc<Tree>) -> u64 {
+        let node = |n: &Node| {
+            200 + n.name.len() + 40 * n.content.len() + n.xattrs.iter().map(|x| x.value.len() + 48).sum::<usize>()
+        };
+        tree.nodes.iter().map(node).sum::<usize>() as u64 + 64
+    }
+}
+
+/// Read access to the points of one vault, with a byte-bounded, concurrent cache of decoded trees (concurrent
+/// requests for one tree wait for a single decode).
 pub struct View {
     vault: Arc<Vault>,
-    trees: Mutex<LruCache<TreeId, Arc<Tree>>>,
+    trees: Cache<TreeId, Arc<Tree>, TreeWeight>,
 }
 
 /// What a path inside a point names: the point's root (no node of its own) or a node.
@@ -39,10 +53,9 @@ impl Entry {
 
 impl View {
     pub fn new(vault: Arc<Vault>) -> View {
-        let cap = NonZeroUsize::new(TREE_CACHE).expect("non-zero");
         View {
             vault,
-            trees: Mutex::new(LruCache::new(cap)),
+            trees: Cache::with_weighter(4096, TREE_CACHE_BYTES, TreeWeight),
         }
     }
 
@@ -52,12 +65,8 @@ impl View {
 
     /// A decoded tree, from the cache or the vault.
     pub fn tree(&self, id: &TreeId) -> Result<Arc<Tree>, VaultError> {
-        if let Some(t) = self.trees.lock().expect("tree cache lock").get(id) {
-            return Ok(t.clone());
-        }
-        let tree = Arc::new(self.vault.read_tree(id)?);
-        self.trees.lock().expect("tree cache lock").put(*id, tree.clone());
-        Ok(tree)
+        self.trees
+            .get_or_insert_with(id, || self.vault.read_tree(id).map(Arc::new))
     }
 
     /// The entry at absolute or relative `path` inside `point` (`/` or empty is the root).
