@@ -104,8 +104,8 @@ pub struct MountFs {
     files: Mutex<HashMap<u64, Arc<OpenFile>>>,
     dirs: Mutex<HashMap<u64, Arc<Listing>>>,
     next_handle: AtomicU64,
-    /// Directories whose small files were already decoded ahead (see `prefetch`).
-    prefetched: Mutex<lru::LruCache<crate::format::ids::TreeId, ()>>,
+    /// Per directory, the name up to which small files were already decoded ahead (see `prefetch`).
+    prefetched: Mutex<lru::LruCache<crate::format::ids::TreeId, Vec<u8>>>,
 }
 
 impl MountFs {

@@ -19,7 +19,8 @@ const BUDGET: u64 = 32 << 20;
 const SMALL: u64 = 1 << 20;
 
 impl MountFs {
-    /// Starts decoding the small files that follow `ino` in its directory, once per directory.
+    /// Starts decoding the small files that follow `ino` in its directory. Each directory remembers how far ahead
+    /// it was decoded (a watermark name), so a reader going through it triggers one batch per `BUDGET` bytes.
     pub(super) fn prefetch_siblings(&self, ino: Ino) {
         let Some(Key::Name(parent, name)) = self.inodes.key(ino) else {
             return;
@@ -32,26 +33,30 @@ impl MountFs {
             },
             _ => return,
         };
-        if self
-            .prefetched
-            .lock()
-            .expect("prefetch lock")
-            .put(tree_id, ())
-            .is_some()
         {
-            return;
+            let mut marks = self.prefetched.lock().expect("prefetch lock");
+            if marks
+                .get(&tree_id)
+                .is_some_and(|mark| name.as_slice() < mark.as_slice())
+            {
+                return;
+            }
+            // Claim the window now so concurrent opens in this directory do not decode it twice.
+            marks.put(tree_id, name.clone());
         }
-        let ids = self.small_files_after(&tree_id, &name);
+        let (ids, mark) = self.small_files_after(&tree_id, &name);
+        self.prefetched.lock().expect("prefetch lock").put(tree_id, mark);
         if !ids.is_empty() {
             let (cache, vault) = (self.cache.clone(), self.view.vault().clone());
             rayon::spawn(move || decode_into(&vault, &cache, &ids));
         }
     }
 
-    /// Chunk ids of small regular files after `name` in the tree, not cached yet, within the budget.
-    fn small_files_after(&self, tree_id: &TreeId, name: &[u8]) -> Vec<ChunkId> {
+    /// Chunk ids of small regular files after `name` in the tree, not cached yet, within the budget, and the name
+    /// of the last file taken (the new watermark; past the end of the directory if all were taken).
+    fn small_files_after(&self, tree_id: &TreeId, name: &[u8]) -> (Vec<ChunkId>, Vec<u8>) {
         let Ok(tree) = self.view.tree(tree_id) else {
-            return Vec::new();
+            return (Vec::new(), vec![0xff; 256]);
         };
         let mut budget = BUDGET;
         let mut ids = Vec::new();
@@ -59,20 +64,21 @@ impl MountFs {
             .nodes
             .iter()
             .filter(|n| n.name.as_slice() > name && n.kind == NodeKind::File && n.size <= SMALL);
-        for piece in small.flat_map(|n| n.content.iter()) {
-            let Some(id) = piece.chunk else { continue };
-            if piece.length > budget {
-                break;
+        for n in small {
+            if n.size > budget {
+                return (ids, n.name.clone());
             }
-            if !self.cache.contains(&id) {
-                budget -= piece.length;
-                ids.push(id);
-            }
+            budget -= n.size;
+            ids.extend(
+                n.content
+                    .iter()
+                    .filter_map(|p| p.chunk)
+                    .filter(|id| !self.cache.contains(id)),
+            );
         }
-        ids
+        (ids, vec![0xff; 256])
     }
 }
-
 /// Reads the chunks pack by pack in merged ranges and puts them in the cache.
 fn decode_into(vault: &Vault, cache: &ChunkCache, ids: &[ChunkId]) {
     let mut by_pack: BTreeMap<u32, Vec<([u8; 32], Location)>> = BTreeMap::new();
