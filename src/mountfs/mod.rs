@@ -106,6 +106,8 @@ pub struct MountFs {
     next_handle: AtomicU64,
     /// Per directory, the name up to which small files were already decoded ahead (see `prefetch`).
     prefetched: Mutex<lru::LruCache<crate::format::ids::TreeId, Vec<u8>>>,
+    /// Milliseconds since the epoch of the last file open (see `prefetch`).
+    last_file_open: AtomicU64,
 }
 
 impl MountFs {
@@ -132,6 +134,7 @@ impl MountFs {
             files: Mutex::new(HashMap::new()),
             dirs: Mutex::new(HashMap::new()),
             next_handle: AtomicU64::new(1),
+            last_file_open: AtomicU64::new(0),
             prefetched: Mutex::new(lru::LruCache::new(std::num::NonZeroUsize::new(1024).expect("non-zero"))),
         }
     }
@@ -213,6 +216,7 @@ impl MountFs {
             return Err(FsError::NotDir);
         }
         let listing = Arc::new(self.list(&c)?);
+        self.prefetch_dir(&c);
         let fh = self.next_handle.fetch_add(1, Relaxed);
         self.dirs.lock().expect("handles lock").insert(fh, listing);
         Ok(fh)
