@@ -35,7 +35,7 @@ pub struct Args {
     #[arg(long, value_parser = parse_duration)]
     pub idle_timeout: Option<Duration>,
     /// Bytes of decoded data to keep in memory, e.g. 512M, 2G
-    #[arg(long, default_value = "256M", value_parser = parse_size)]
+    #[arg(long, default_value = "64M", value_parser = parse_size)]
     pub cache_size: u64,
     /// Threads answering the kernel's requests
     #[arg(long, default_value_t = 8)]
