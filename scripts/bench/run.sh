@@ -11,6 +11,8 @@ if [ -n "${missing:-}" ]; then apt-get update -qq && apt-get install -y -qq $mis
 cargo build --release --locked -q
 work=${BENCH_WORK:-/var/tmp/coffer-bench}
 mkdir -p scripts/bench/results
-out=scripts/bench/results/$(date -u +%Y%m%dT%H%M%SZ)$( [[ " $* " == *" --quick "* ]] && echo -quick).md
+suffix=""
+if [[ " $* " == *" --quick "* ]]; then suffix=-quick; fi
+out=scripts/bench/results/$(date -u +%Y%m%dT%H%M%SZ)$suffix.md
 python3 scripts/bench/bench.py --work "$work" --coffer target/release/coffer --out "$out" "$@"
 echo "results: $out"
