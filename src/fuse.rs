@@ -17,6 +17,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// Recovery points never change: the kernel may keep names and attributes for a day.
 const TTL: Duration = Duration::from_secs(24 * 3600);
+/// Entries prepared per readdir reply (more than any reply buffer holds).
+const READDIR_BATCH: usize = 1024;
 /// Read-ahead the kernel is asked for (it may cap it; the mount command also raises the bdi setting).
 pub const READ_AHEAD: u32 = 1 << 20;
 
@@ -24,6 +26,8 @@ pub const READ_AHEAD: u32 = 1 << 20;
 pub struct FuseFs {
     pub fs: MountFs,
     pub last_access: std::sync::Arc<AtomicU64>,
+    /// The kernel accepted FUSE_NO_OPENDIR_SUPPORT (set in `init`).
+    pub no_opendir: std::sync::atomic::AtomicBool,
 }
 
 fn err(e: FsError) -> Errno {
@@ -90,6 +94,10 @@ impl Filesystem for FuseFs {
             | InitFlags::FUSE_POSIX_ACL
             | InitFlags::FUSE_CACHE_SYMLINKS;
         let _ = config.add_capabilities(wanted & config.capabilities());
+        let no_opendir = InitFlags::FUSE_NO_OPENDIR_SUPPORT;
+        if config.capabilities().contains(no_opendir) && config.add_capabilities(no_opendir).is_ok() {
+            self.no_opendir.store(true, Relaxed);
+        }
         let _ = config.set_max_readahead(READ_AHEAD);
         let _ = config.set_max_background(64);
         Ok(())
@@ -168,16 +176,22 @@ impl Filesystem for FuseFs {
     fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
         self.touch();
         match self.fs.opendir(ino.0) {
-            Ok(fh) => reply.opened(
-                FileHandle(fh),
+            // ENOSYS tells a kernel that offered FUSE_NO_OPENDIR_SUPPORT to stop sending opendir and releasedir: two
+            // round trips fewer per directory. Older kernels get a handle that means nothing.
+            Ok(()) if self.no_opendir.load(Relaxed) => reply.error(Errno::ENOSYS),
+            Ok(()) => reply.opened(
+                FileHandle(0),
                 FopenFlags::FOPEN_KEEP_CACHE | FopenFlags::FOPEN_CACHE_DIR,
             ),
             Err(e) => reply.error(err(e)),
         }
     }
 
-    fn readdir(&self, _req: &Request, ino: INodeNo, fh: FileHandle, offset: u64, mut reply: ReplyDirectory) {
-        let entries = match self.fs.readdir(ino.0, fh.0, (offset as usize).saturating_sub(2)) {
+    fn readdir(&self, _req: &Request, ino: INodeNo, _fh: FileHandle, offset: u64, mut reply: ReplyDirectory) {
+        let entries = match self
+            .fs
+            .readdir(ino.0, (offset as usize).saturating_sub(2), READDIR_BATCH)
+        {
             Ok(e) => e,
             Err(e) => return reply.error(err(e)),
         };
@@ -197,8 +211,11 @@ impl Filesystem for FuseFs {
         reply.ok();
     }
 
-    fn readdirplus(&self, _req: &Request, ino: INodeNo, fh: FileHandle, offset: u64, mut reply: ReplyDirectoryPlus) {
-        let entries = match self.fs.readdir(ino.0, fh.0, (offset as usize).saturating_sub(2)) {
+    fn readdirplus(&self, _req: &Request, ino: INodeNo, _fh: FileHandle, offset: u64, mut reply: ReplyDirectoryPlus) {
+        let entries = match self
+            .fs
+            .readdir(ino.0, (offset as usize).saturating_sub(2), READDIR_BATCH)
+        {
             Ok(e) => e,
             Err(e) => return reply.error(err(e)),
         };
@@ -221,8 +238,7 @@ impl Filesystem for FuseFs {
         reply.ok();
     }
 
-    fn releasedir(&self, _req: &Request, _ino: INodeNo, fh: FileHandle, _flags: OpenFlags, reply: ReplyEmpty) {
-        self.fs.releasedir(fh.0);
+    fn releasedir(&self, _req: &Request, _ino: INodeNo, _fh: FileHandle, _flags: OpenFlags, reply: ReplyEmpty) {
         reply.ok();
     }
 

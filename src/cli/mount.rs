@@ -69,6 +69,7 @@ pub fn run(g: &Global, a: Args) -> Result<ExitCode> {
     let fs = FuseFs {
         fs: MountFs::new(vault, points, &opts),
         last_access: last_access.clone(),
+        no_opendir: Default::default(),
     };
     serve(fs, &a, last_access, signals)
 }

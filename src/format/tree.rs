@@ -168,6 +168,11 @@ impl Tree {
         Ok(tree)
     }
 
+    /// The index of the node named `name`, by binary search.
+    pub fn position(&self, name: &[u8]) -> Option<usize> {
+        self.nodes.binary_search_by(|n| n.name.as_slice().cmp(name)).ok()
+    }
+
     /// The node named `name`, by binary search.
     pub fn find(&self, name: &[u8]) -> Option<&Node> {
         self.nodes

@@ -9,7 +9,7 @@
 //! first `/` makes rsync and scp read a relative path as `host:path`.
 
 use crate::format::point::PointRecord;
-use crate::format::tree::{Node, NodeKind};
+use crate::format::tree::{Node, NodeKind, Tree};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -36,7 +36,7 @@ pub enum Content {
     /// An entry of a point's tree.
     Node {
         point: usize,
-        node: Arc<Node>,
+        node: NodeRef,
     },
     /// `versions/files/<path>`: a directory in the union of all points (path components from the root).
     Versions(Arc<Vec<Vec<u8>>>),
@@ -51,6 +51,36 @@ impl Content {
             Content::Node { node, .. } => node.kind == NodeKind::Dir,
             _ => true,
         }
+    }
+}
+
+/// A node inside a shared decoded tree: cloning it copies two words, not the node, so listings and the inode table
+/// cost little per entry however many the kernel holds.
+#[derive(Clone)]
+pub struct NodeRef {
+    tree: Arc<Tree>,
+    index: u32,
+}
+
+impl NodeRef {
+    pub fn new(tree: Arc<Tree>, index: usize) -> NodeRef {
+        NodeRef {
+            tree,
+            index: index as u32,
+        }
+    }
+}
+
+impl std::ops::Deref for NodeRef {
+    type Target = Node;
+    fn deref(&self) -> &Node {
+        &self.tree.nodes[self.index as usize]
+    }
+}
+
+impl std::fmt::Debug for NodeRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "NodeRef({})", String::from_utf8_lossy(&self.name))
     }
 }
 

@@ -11,7 +11,7 @@ mod versions;
 
 pub use cache::ChunkCache;
 pub use inodes::{Ino, ROOT_INO};
-pub use layout::{Content, dir_name};
+pub use layout::{Content, NodeRef, dir_name};
 
 use crate::format::point::PointRecord;
 use crate::format::tree::{Node, NodeKind, Time};
@@ -96,13 +96,14 @@ struct OpenFile {
 
 /// A mounted vault.
 pub struct MountFs {
-    view: View,
+    view: Arc<View>,
     points: Points,
     inodes: Inodes,
     cache: Arc<ChunkCache>,
     mount_time: Time,
     files: Mutex<HashMap<u64, Arc<OpenFile>>>,
-    dirs: Mutex<HashMap<u64, Arc<Listing>>>,
+    /// Recent directory listings by inode.
+    listings: Mutex<lru::LruCache<Ino, Arc<Listing>>>,
     next_handle: AtomicU64,
     /// Per directory, the name up to which small files were already decoded ahead (see `prefetch`).
     prefetched: Mutex<lru::LruCache<crate::format::ids::TreeId, Vec<u8>>>,
@@ -123,7 +124,7 @@ impl MountFs {
         };
         let now = jiff::Timestamp::now();
         MountFs {
-            view: View::new(vault),
+            view: Arc::new(View::new(vault)),
             points,
             inodes: Inodes::new(root),
             cache: Arc::new(ChunkCache::new(opts.cache_bytes)),
@@ -132,7 +133,7 @@ impl MountFs {
                 nanos: now.subsec_nanosecond() as u32,
             },
             files: Mutex::new(HashMap::new()),
-            dirs: Mutex::new(HashMap::new()),
+            listings: Mutex::new(lru::LruCache::new(std::num::NonZeroUsize::new(256).expect("non-zero"))),
             next_handle: AtomicU64::new(1),
             last_file_open: AtomicU64::new(0),
             prefetched: Mutex::new(lru::LruCache::new(std::num::NonZeroUsize::new(1024).expect("non-zero"))),
@@ -209,36 +210,40 @@ impl MountFs {
         }
     }
 
-    /// Lists a directory once and keeps the listing for `readdir` until `releasedir`.
-    pub fn opendir(&self, ino: Ino) -> Result<u64, FsError> {
-        let c = self.content(ino)?;
-        if !c.is_dir() {
-            return Err(FsError::NotDir);
+    /// Checks that `ino` is a directory (the kernel is told to skip opendir/releasedir where it can; listings are
+    /// kept per inode instead, see `readdir`).
+    pub fn opendir(&self, ino: Ino) -> Result<(), FsError> {
+        if self.content(ino)?.is_dir() {
+            Ok(())
+        } else {
+            Err(FsError::NotDir)
         }
+    }
+
+    /// The listing of a directory, from a small cache of recent listings (a large directory is read in many
+    /// `readdir` calls; computing the versions view is not free).
+    fn listing(&self, ino: Ino, offset: usize) -> Result<Arc<Listing>, FsError> {
+        if let Some(l) = self.listings.lock().expect("listings lock").get(&ino) {
+            return Ok(l.clone());
+        }
+        let c = self.content(ino)?;
         let listing = Arc::new(self.list(&c)?);
-        self.prefetch_dir(&c);
-        let fh = self.next_handle.fetch_add(1, Relaxed);
-        self.dirs.lock().expect("handles lock").insert(fh, listing);
-        Ok(fh)
+        if offset == 0 {
+            self.prefetch_dir(&c);
+        }
+        self.listings.lock().expect("listings lock").put(ino, listing.clone());
+        Ok(listing)
     }
 
-    pub fn releasedir(&self, fh: u64) {
-        self.dirs.lock().expect("handles lock").remove(&fh);
-    }
-
-    /// Entries of an open directory from index `offset` on: `(inode, name, content)`. `.` and `..` are not included
-    /// (the adapter adds them). Inode numbers are the ones `lookup` will give.
-    pub fn readdir(&self, parent: Ino, fh: u64, offset: usize) -> Result<Vec<(Ino, Vec<u8>, Content)>, FsError> {
-        let listing = self
-            .dirs
-            .lock()
-            .expect("handles lock")
-            .get(&fh)
-            .cloned()
-            .ok_or(FsError::Invalid)?;
+    /// At most `max` entries of an open directory from index `offset` on: `(inode, name, content)` (a reply buffer
+    /// holds a few hundred at most; taking only those keeps listing a large directory linear). `.` and `..` are not
+    /// included (the adapter adds them). Inode numbers are the ones `lookup` will give.
+    pub fn readdir(&self, parent: Ino, offset: usize, max: usize) -> Result<Vec<(Ino, Vec<u8>, Content)>, FsError> {
+        let listing = self.listing(parent, offset)?;
         Ok(listing
             .iter()
             .skip(offset)
+            .take(max)
             .map(|(name, c)| (Key::of(parent, name, c).number(), name.clone(), c.clone()))
             .collect())
     }
@@ -360,20 +365,18 @@ impl MountFs {
         }
     }
 
+    /// The entries of a tree; the listings of its subdirectories are fetched in the background (one merged read per
+    /// pack), since browsing and `find` ask for them next.
     fn tree_listing(&self, point: usize, id: &crate::format::ids::TreeId) -> Result<Listing, FsError> {
         let tree = self.view.tree(id).map_err(io_error)?;
-        Ok(tree
-            .nodes
-            .iter()
-            .map(|n| {
-                (
-                    n.name.clone(),
-                    Content::Node {
-                        point,
-                        node: Arc::new(n.clone()),
-                    },
-                )
-            })
+        let subtrees: Vec<_> = tree.nodes.iter().filter_map(|n| n.subtree).collect();
+        if !subtrees.is_empty() {
+            let view = self.view.clone();
+            rayon::spawn(move || view.prefetch_trees(&subtrees));
+        }
+        let node = |i: usize| NodeRef::new(tree.clone(), i);
+        Ok((0..tree.nodes.len())
+            .map(|i| (tree.nodes[i].name.clone(), Content::Node { point, node: node(i) }))
             .collect())
     }
 
@@ -387,10 +390,10 @@ impl MountFs {
         };
         if let Some((point, id)) = tree_id {
             let tree = self.view.tree(&id).map_err(io_error)?;
-            let node = tree.find(name).ok_or(FsError::NotFound)?;
+            let i = tree.position(name).ok_or(FsError::NotFound)?;
             return Ok(Content::Node {
                 point,
-                node: Arc::new(node.clone()),
+                node: NodeRef::new(tree, i),
             });
         }
         self.list(dir)?

@@ -46,9 +46,8 @@ fn walk(fs: &MountFs, path: &[&[u8]]) -> Attr {
 }
 
 fn names(fs: &MountFs, ino: Ino) -> Vec<String> {
-    let fh = fs.opendir(ino).unwrap();
-    let list = fs.readdir(ino, fh, 0).unwrap();
-    fs.releasedir(fh);
+    fs.opendir(ino).unwrap();
+    let list = fs.readdir(ino, 0, usize::MAX).unwrap();
     list.into_iter()
         .map(|(_, n, _)| String::from_utf8_lossy(&n).into_owned())
         .collect()

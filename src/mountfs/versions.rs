@@ -7,6 +7,7 @@
 //! form. Trees come from the shared tree cache, so points that share a directory cost one decode.
 
 use super::layout::Content;
+use super::layout::NodeRef;
 use super::{FsError, MountFs};
 use crate::format::tree::{Node, NodeKind, Tree};
 use std::collections::BTreeMap;
@@ -16,7 +17,7 @@ use std::sync::Arc;
 enum Seen {
     Dir,
     File,
-    Other(usize, Box<Node>),
+    Other(usize, NodeRef),
 }
 
 impl MountFs {
@@ -36,11 +37,13 @@ impl MountFs {
     }
 
     /// The node at `path` in point `point`.
-    fn node_at(&self, point: usize, path: &[Vec<u8>]) -> Result<Option<Node>, FsError> {
+    fn node_at(&self, point: usize, path: &[Vec<u8>]) -> Result<Option<NodeRef>, FsError> {
         let Some((name, parent)) = path.split_last() else {
             return Ok(None);
         };
-        Ok(self.tree_at(point, parent)?.and_then(|t| t.find(name).cloned()))
+        Ok(self
+            .tree_at(point, parent)?
+            .and_then(|t| t.position(name).map(|i| NodeRef::new(t, i))))
     }
 
     /// Children of `versions/files/<path>` when `<path>` is a directory.
@@ -50,11 +53,11 @@ impl MountFs {
             let Some(tree) = self.tree_at(point, path)? else {
                 continue;
             };
-            for n in &tree.nodes {
+            for (i, n) in tree.nodes.iter().enumerate() {
                 let next = match (n.kind, seen.get(&n.name)) {
                     (NodeKind::Dir, _) | (_, Some(Seen::Dir)) => Seen::Dir,
                     (NodeKind::File, _) | (_, Some(Seen::File)) => Seen::File,
-                    _ => Seen::Other(point, Box::new(n.clone())),
+                    _ => Seen::Other(point, NodeRef::new(tree.clone(), i)),
                 };
                 seen.insert(n.name.clone(), next);
             }
@@ -66,10 +69,7 @@ impl MountFs {
                 let content = match s {
                     Seen::Dir => Content::Versions(child),
                     Seen::File => Content::VersionsOf(child),
-                    Seen::Other(point, node) => Content::Node {
-                        point,
-                        node: Arc::new(*node),
-                    },
+                    Seen::Other(point, node) => Content::Node { point, node },
                 };
                 (name, content)
             })
@@ -80,7 +80,7 @@ impl MountFs {
     pub(super) fn versions_of(&self, path: &Arc<Vec<Vec<u8>>>) -> Result<Vec<(Vec<u8>, Content)>, FsError> {
         let file_name = path.last().cloned().unwrap_or_default();
         let mut out = Vec::new();
-        let mut last: Option<Node> = None;
+        let mut last: Option<NodeRef> = None;
         for point in 0..self.points.records.len() {
             let Some(node) = self.node_at(point, path)? else {
                 continue;
@@ -92,7 +92,7 @@ impl MountFs {
                 self.points.version_name(point, &file_name),
                 Content::Node {
                     point,
-                    node: Arc::new(node.clone()),
+                    node: node.clone(),
                 },
             ));
             last = Some(node);

@@ -64,6 +64,29 @@ impl View {
     }
 
     /// A decoded tree, from the cache or the vault.
+    /// Decodes the given trees into the cache (those not there yet), reading each pack's share in merged ranges.
+    /// For listings that will be wanted soon: the subdirectories of a directory just listed.
+    pub fn prefetch_trees(&self, ids: &[TreeId]) {
+        let mut by_pack: std::collections::BTreeMap<u32, Vec<([u8; 32], crate::vault::Location)>> = Default::default();
+        {
+            let index = self.vault.index();
+            for id in ids.iter().filter(|id| !self.trees.contains_key(*id)) {
+                if let Some(loc) = index.get(&id.0) {
+                    by_pack.entry(loc.pack).or_default().push((id.0, loc));
+                }
+            }
+        }
+        for (pack, mut blobs) in by_pack {
+            blobs.sort_by_key(|(_, l)| l.offset);
+            blobs.dedup_by_key(|(id, _)| *id);
+            self.vault.read_blobs(pack, BlobKind::Tree, &blobs, &mut |k, plain| {
+                if let Some(tree) = plain.ok().and_then(|p| Tree::decode(&p).ok()) {
+                    self.trees.insert(TreeId(blobs[k].0), Arc::new(tree));
+                }
+            });
+        }
+    }
+
     pub fn tree(&self, id: &TreeId) -> Result<Arc<Tree>, VaultError> {
         self.trees
             .get_or_insert_with(id, || self.vault.read_tree(id).map(Arc::new))
