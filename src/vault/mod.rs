@@ -30,6 +30,8 @@ use std::sync::{Arc, RwLock, RwLockReadGuard};
 
 /// Blobs closer than this in a pack are read with one request (the bytes between are read and discarded).
 pub const MERGE_GAP: u64 = 1 << 20;
+/// Upper bound of one merged read, so that parallel restores hold little memory.
+pub const MAX_READ: u64 = 8 << 20;
 
 /// Errors of vault operations; each message is one line naming what is at fault.
 #[derive(Debug, thiserror::Error)]
@@ -293,7 +295,10 @@ impl Vault {
         let (mut i, mut reads) = (0, 0);
         while i < blobs.len() {
             let mut j = i + 1;
-            while j < blobs.len() && blobs[j].1.offset as u64 <= end_of(&blobs[j - 1].1) + MERGE_GAP {
+            while j < blobs.len()
+                && blobs[j].1.offset as u64 <= end_of(&blobs[j - 1].1) + MERGE_GAP
+                && end_of(&blobs[j].1) - blobs[i].1.offset as u64 <= MAX_READ
+            {
                 j += 1;
             }
             let start = blobs[i].1.offset as u64;

@@ -80,7 +80,9 @@ impl BlobWriter {
         let shared = Arc::new(Shared::default());
         let (job_tx, job_rx) = bounded::<Job>(2 * workers);
         let (sealed_tx, sealed_rx) = bounded::<SealedBlob>(workers);
-        let (pack_tx, pack_rx) = bounded::<FullPack>(1);
+        // Rendezvous: a full pack waits in the packer, not in a queue, so at most one is held besides the one being
+        // written.
+        let (pack_tx, pack_rx) = bounded::<FullPack>(0);
         let mut threads = Vec::new();
         for _ in 0..workers {
             let (rx, tx, v, s) = (job_rx.clone(), sealed_tx.clone(), vault.clone(), shared.clone());
