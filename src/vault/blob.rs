@@ -18,9 +18,8 @@ pub struct SealedBlob {
 /// more to prove the stored bytes open to what was meant: a fault in memory or in the cipher is caught before the
 /// blob counts as stored.
 pub fn seal(keys: &Keys, kind: BlobKind, id: [u8; 32], plain: &[u8], level: i32) -> Result<SealedBlob, VaultError> {
-    let compressed = worth_compressing(plain, level)
-        .then(|| zstd::bulk::compress(plain, level).ok())
-        .flatten()
+    let compressed = zstd::bulk::compress(plain, level)
+        .ok()
         .filter(|c| c.len() < plain.len() - plain.len() / 32);
     let (flags, payload) = match &compressed {
         Some(c) => (FLAG_ZSTD, c.as_slice()),
@@ -41,20 +40,6 @@ pub fn seal(keys: &Keys, kind: BlobKind, id: [u8; 32], plain: &[u8], level: i32)
         raw_len: plain.len() as u32,
         bytes,
     })
-}
-
-/// Bytes of a large blob compressed first to see whether the rest is worth compressing.
-const PROBE: usize = 64 * 1024;
-
-/// False when a sample from the middle of a large blob does not shrink by 1/32 (random or already compressed data):
-/// compressing all of it would cost CPU time for nothing. Small blobs are always tried.
-fn worth_compressing(plain: &[u8], level: i32) -> bool {
-    if plain.len() < 4 * PROBE {
-        return true;
-    }
-    let start = plain.len() / 2 - PROBE / 2;
-    let sample = &plain[start..start + PROBE];
-    zstd::bulk::compress(sample, level).is_ok_and(|c| c.len() < PROBE - PROBE / 32)
 }
 
 /// Why a stored blob could not be opened.
@@ -118,14 +103,6 @@ mod tests {
             ));
             assert!(open(&keys, BlobKind::Data, &id, b.flags ^ 1, b.raw_len, &b.bytes).is_err());
         }
-    }
-
-    #[test]
-    fn incompressible_large_blobs_skip_compression() {
-        let random: Vec<u8> = (0..300_000).map(|_| crate::format::ids::random_bytes::<1>()[0]).collect();
-        assert!(!worth_compressing(&random, 3));
-        assert!(worth_compressing(&b"text ".repeat(60_000), 3));
-        assert!(worth_compressing(&random[..1000], 3), "small blobs are always tried");
     }
 
     #[test]
