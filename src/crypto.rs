@@ -128,6 +128,12 @@ impl KdfParams {
         iterations: 3,
         parallelism: 1,
     };
+    /// Deliberately weak parameters for tests that open many vaults; never for real keys.
+    pub const FAST_FOR_TESTS: KdfParams = KdfParams {
+        memory_kib: 1024,
+        iterations: 1,
+        parallelism: 1,
+    };
 }
 
 /// Derives a key-encryption key from a passphrase with Argon2id.

@@ -87,11 +87,7 @@ fn a_crash_at_every_write_leaves_a_healthy_vault() {
         .unwrap();
     }
     let base = MemoryStore::new();
-    let kdf = KdfParams {
-        memory_kib: 1024,
-        iterations: 1,
-        parallelism: 1,
-    };
+    let kdf = KdfParams::FAST_FOR_TESTS;
     let init = InitOptions {
         kdf,
         pack_size: 1 << 20,

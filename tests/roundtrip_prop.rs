@@ -136,11 +136,7 @@ fn snapshot(root: &Path) -> Vec<Entry> {
 
 fn vault() -> Arc<Vault> {
     let opts = InitOptions {
-        kdf: KdfParams {
-            memory_kib: 1024,
-            iterations: 1,
-            parallelism: 1,
-        },
+        kdf: KdfParams::FAST_FOR_TESTS,
         ..Default::default()
     };
     Arc::new(Vault::init(Arc::new(MemoryStore::new()), b"pw", &opts).unwrap())

@@ -2,21 +2,10 @@
 
 use super::*;
 use crate::backup::{self, BackupOptions, exclude::Patterns, progress::Progress};
-use crate::store::MemoryStore;
-use crate::vault::InitOptions;
 use std::path::Path;
 
 fn vault() -> Arc<Vault> {
-    let kdf = crate::crypto::KdfParams {
-        memory_kib: 1024,
-        iterations: 1,
-        parallelism: 1,
-    };
-    let opts = InitOptions {
-        kdf,
-        ..Default::default()
-    };
-    Arc::new(Vault::init(Arc::new(MemoryStore::new()), b"pw", &opts).unwrap())
+    crate::vault::test_vault(32 << 20).1
 }
 
 fn backup(v: &Arc<Vault>, src: &Path, tag: &str) {

@@ -89,6 +89,19 @@ impl Default for InitOptions {
     }
 }
 
+/// A new vault in memory with a fast key derivation and the given pack size, for tests.
+#[cfg(test)]
+pub fn test_vault(pack_size: u32) -> (crate::store::MemoryStore, Arc<Vault>) {
+    let store = crate::store::MemoryStore::new();
+    let opts = InitOptions {
+        kdf: crate::crypto::KdfParams::FAST_FOR_TESTS,
+        pack_size,
+        ..Default::default()
+    };
+    let vault = Vault::init(Arc::new(store.clone()), b"pw", &opts).expect("init in memory");
+    (store, Arc::new(vault))
+}
+
 /// An open, unlocked vault. Shared between threads behind an `Arc`.
 pub struct Vault {
     store: Arc<dyn Store>,

@@ -90,9 +90,6 @@ mod tests {
     use super::*;
     use crate::format::ids::TreeId;
     use crate::format::point::POINT_VERSION;
-    use crate::store::MemoryStore;
-    use crate::vault::InitOptions;
-    use std::sync::Arc;
 
     fn point(id: [u8; 32], time: &str, host: &str) -> PointRecord {
         PointRecord {
@@ -115,16 +112,7 @@ mod tests {
 
     #[test]
     fn ids_prefixes_latest_and_ambiguity() {
-        let kdf = crate::crypto::KdfParams {
-            memory_kib: 1024,
-            iterations: 1,
-            parallelism: 1,
-        };
-        let opts = InitOptions {
-            kdf,
-            ..Default::default()
-        };
-        let vault = Vault::init(Arc::new(MemoryStore::new()), b"pw", &opts).unwrap();
+        let (_, vault) = crate::vault::test_vault(1 << 20);
         let mut a = [0xab; 32];
         a[1] = 0x01;
         let mut b = [0xab; 32];

@@ -269,23 +269,10 @@ fn store_pack(vault: &Vault, pack: FullPack) -> Result<IndexPack, VaultError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::MemoryStore;
-    use crate::vault::InitOptions;
 
     #[test]
     fn equal_blobs_are_stored_once_and_readable_after_finish() {
-        let kdf = crate::crypto::KdfParams {
-            memory_kib: 1024,
-            iterations: 1,
-            parallelism: 1,
-        };
-        let opts = InitOptions {
-            kdf,
-            pack_size: 64 * 1024,
-            ..Default::default()
-        };
-        let store = MemoryStore::new();
-        let vault = Arc::new(Vault::init(Arc::new(store.clone()), b"pw", &opts).unwrap());
+        let (store, vault) = crate::vault::test_vault(64 * 1024);
         let writer = BlobWriter::new(vault.clone(), 3);
         let noise = |mut x: u64| {
             (0..20_000)
