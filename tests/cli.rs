@@ -4,19 +4,12 @@
 mod common;
 
 use common::run::{Coffer, json};
-use common::{CompareOptions, Scale, compare_trees, generate_tree, mutate_tree};
+use common::{CompareOptions, Scale, compare_trees, mutate_tree};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-/// A vault in a temp dir, initialised, and a generated source tree.
 fn setup(scale: Scale) -> (tempfile::TempDir, Coffer, PathBuf) {
-    let tmp = tempfile::tempdir().unwrap();
-    let c = Coffer::new(&tmp.path().join("vault"));
-    c.ok(&["init"]);
-    let src = tmp.path().join("src");
-    std::fs::create_dir(&src).unwrap();
-    generate_tree(&src, 7, scale);
-    (tmp, c, src)
+    common::run::vault_and_tree(scale, 7)
 }
 
 fn stderr(o: &std::process::Output) -> String {

@@ -3,8 +3,8 @@
 
 mod common;
 
-use common::run::Coffer;
-use common::{CompareOptions, Scale, compare_trees, generate_tree};
+use common::run::{Coffer, json};
+use common::{CompareOptions, Scale, compare_trees};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -56,14 +56,14 @@ fn is_mounted(dir: &Path) -> bool {
         .any(|l| l.split(' ').nth(1) == real.to_str())
 }
 
-fn setup(scale: Scale) -> (tempfile::TempDir, Coffer, PathBuf) {
-    let tmp = tempfile::tempdir().unwrap();
-    let c = Coffer::new(&tmp.path().join("vault"));
-    c.ok(&["init"]);
-    let src = tmp.path().join("src");
-    std::fs::create_dir(&src).unwrap();
-    generate_tree(&src, 11, scale);
-    (tmp, c, src)
+/// A vault holding one backup of a generated tree, or `None` (after saying why) when FUSE cannot be used here.
+fn backed_up(scale: Scale) -> Option<(tempfile::TempDir, Coffer, PathBuf)> {
+    if !fuse_available() {
+        return None;
+    }
+    let (tmp, c, src) = common::run::vault_and_tree(scale, 11);
+    c.ok(&["backup", src.to_str().unwrap()]);
+    Some((tmp, c, src))
 }
 
 fn in_point(mount: &Path, src: &Path) -> PathBuf {
@@ -72,11 +72,9 @@ fn in_point(mount: &Path, src: &Path) -> PathBuf {
 
 #[test]
 fn a_mounted_point_equals_the_source_in_content_and_metadata() {
-    if !fuse_available() {
+    let Some((tmp, c, src)) = backed_up(Scale::Normal) else {
         return;
-    }
-    let (tmp, c, src) = setup(Scale::Normal);
-    c.ok(&["backup", src.to_str().unwrap()]);
+    };
     let m = Mounted::new(&c, &tmp.path().join("mnt"), &[]);
     let seen = in_point(&m.dir, &src);
     let opts = CompareOptions {
@@ -107,11 +105,9 @@ fn a_mounted_point_equals_the_source_in_content_and_metadata() {
 
 #[test]
 fn copies_out_of_the_mount_keep_hardlinks_holes_and_acls() {
-    if !fuse_available() {
+    let Some((tmp, c, src)) = backed_up(Scale::Small) else {
         return;
-    }
-    let (tmp, c, src) = setup(Scale::Small);
-    c.ok(&["backup", src.to_str().unwrap()]);
+    };
     let m = Mounted::new(&c, &tmp.path().join("mnt"), &[]);
     let out = tmp.path().join("copy");
     let cp = Command::new("cp")
@@ -192,11 +188,9 @@ fn reads_at_random_offsets_and_in_parallel_match_the_source() {
 
 #[test]
 fn writes_are_refused_with_erofs() {
-    if !fuse_available() {
+    let Some((tmp, c, src)) = backed_up(Scale::Small) else {
         return;
-    }
-    let (tmp, c, src) = setup(Scale::Small);
-    c.ok(&["backup", src.to_str().unwrap()]);
+    };
     let m = Mounted::new(&c, &tmp.path().join("mnt"), &[]);
     let dir = in_point(&m.dir, &src);
     let erofs = |r: std::io::Result<()>| assert_eq!(r.unwrap_err().raw_os_error(), Some(libc::EROFS));
@@ -281,11 +275,10 @@ fn layout_links_versions_and_point_json() {
 
 #[test]
 fn single_point_mounts_sparse_seek_and_stat() {
-    if !fuse_available() {
+    let Some((tmp, c, src)) = backed_up(Scale::Small) else {
         return;
-    }
-    let (tmp, c, src) = setup(Scale::Small);
-    let id = c.ok(&["backup", src.to_str().unwrap()]).trim().to_string();
+    };
+    let id = json(&c.ok(&["list", "--json"]))[0]["id"].as_str().unwrap().to_string();
     let m = Mounted::new(&c, &tmp.path().join("mnt"), &["--point", &id[..8]]);
     let root = m.dir.join(src.strip_prefix("/").unwrap());
     assert!(root.is_dir(), "--point shows the point's files at the root");
@@ -322,11 +315,9 @@ fn single_point_mounts_sparse_seek_and_stat() {
 
 #[test]
 fn sigterm_unmounts_and_nothing_is_left_behind() {
-    if !fuse_available() {
+    let Some((tmp, c, _src)) = backed_up(Scale::Small) else {
         return;
-    }
-    let (tmp, c, src) = setup(Scale::Small);
-    c.ok(&["backup", src.to_str().unwrap()]);
+    };
     let dir = tmp.path().join("mnt");
     std::fs::create_dir(&dir).unwrap();
     let mut child = c.cmd(&["mount", dir.to_str().unwrap()]).spawn().unwrap();
@@ -348,7 +339,7 @@ fn sigterm_unmounts_and_nothing_is_left_behind() {
 
 #[test]
 fn bad_mount_points_are_refused() {
-    let (tmp, c, _src) = setup(Scale::Small);
+    let (tmp, c, _src) = common::run::vault_and_tree(Scale::Small, 11);
     let full = tmp.path().join("full");
     std::fs::create_dir(&full).unwrap();
     std::fs::write(full.join("x"), b"x").unwrap();
@@ -390,7 +381,7 @@ fn plain_mount_with_the_fuse_coffer_type_works() {
     if !fuse_available() {
         return;
     }
-    let (tmp, c, src) = setup(Scale::Small);
+    let (tmp, c, src) = common::run::vault_and_tree(Scale::Small, 11);
     c.ok(&["backup", "--tag", "t", src.to_str().unwrap()]);
     let Some(_helper) = Helper::install() else { return };
     let pw = tmp.path().join("pw");
@@ -429,11 +420,9 @@ fn plain_mount_with_the_fuse_coffer_type_works() {
 
 #[test]
 fn an_idle_mount_unmounts_itself() {
-    if !fuse_available() {
+    let Some((tmp, c, src)) = backed_up(Scale::Small) else {
         return;
-    }
-    let (tmp, c, src) = setup(Scale::Small);
-    c.ok(&["backup", src.to_str().unwrap()]);
+    };
     let m = Mounted::new(&c, &tmp.path().join("mnt"), &["--idle-timeout", "2s"]);
     assert!(m.dir.join("latest").exists());
     let start = std::time::Instant::now();
@@ -484,11 +473,12 @@ fn a_damaged_chunk_fails_only_its_file_with_eio() {
 
 #[test]
 fn allow_other_lets_other_users_in() {
-    if !fuse_available() || Command::new("setpriv").arg("--version").output().is_err() {
+    if Command::new("setpriv").arg("--version").output().is_err() {
         return;
     }
-    let (tmp, c, src) = setup(Scale::Small);
-    c.ok(&["backup", src.to_str().unwrap()]);
+    let Some((tmp, c, src)) = backed_up(Scale::Small) else {
+        return;
+    };
     std::fs::set_permissions(tmp.path(), std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
     let as_nobody = |dir: &Path| {
         Command::new("setpriv")

@@ -84,3 +84,14 @@ impl Coffer {
 pub fn json(out: &str) -> serde_json::Value {
     serde_json::from_str(out).unwrap_or_else(|e| panic!("not JSON ({e}): {out}"))
 }
+
+/// A fresh initialised vault in a temp dir and a generated source tree beside it (`src`).
+pub fn vault_and_tree(scale: super::Scale, seed: u64) -> (tempfile::TempDir, Coffer, PathBuf) {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let c = Coffer::new(&tmp.path().join("vault"));
+    c.ok(&["init"]);
+    let src = tmp.path().join("src");
+    std::fs::create_dir(&src).expect("create src");
+    super::generate_tree(&src, seed, scale);
+    (tmp, c, src)
+}
