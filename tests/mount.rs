@@ -420,7 +420,7 @@ fn plain_mount_with_the_fuse_coffer_type_works() {
 
 #[test]
 fn an_idle_mount_unmounts_itself() {
-    let Some((tmp, c, src)) = backed_up(Scale::Small) else {
+    let Some((tmp, c, _src)) = backed_up(Scale::Small) else {
         return;
     };
     let m = Mounted::new(&c, &tmp.path().join("mnt"), &["--idle-timeout", "2s"]);
@@ -476,7 +476,7 @@ fn allow_other_lets_other_users_in() {
     if Command::new("setpriv").arg("--version").output().is_err() {
         return;
     }
-    let Some((tmp, c, src)) = backed_up(Scale::Small) else {
+    let Some((tmp, c, _src)) = backed_up(Scale::Small) else {
         return;
     };
     std::fs::set_permissions(tmp.path(), std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
