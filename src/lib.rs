@@ -11,6 +11,7 @@ pub mod fsmeta;
 pub mod fuse;
 pub mod maintain;
 pub mod mountfs;
+pub mod partition;
 pub mod restore;
 pub mod store;
 pub mod util;

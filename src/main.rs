@@ -22,6 +22,9 @@ fn main() -> ExitCode {
     }));
     let args: Vec<String> = std::env::args().collect();
     let invoked_as = args.first().and_then(|a| a.rsplit('/').next()).unwrap_or("");
+    if args.get(1).map(String::as_str) == Some("__guard") {
+        std::process::exit(coffer::backup::freeze::guard_main(&args[2..]));
+    }
     let result = if invoked_as.starts_with("mount.fuse.coffer") || invoked_as == "mount.coffer" {
         cli::mount_helper(&args[1..])
     } else {

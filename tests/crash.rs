@@ -6,7 +6,7 @@ mod common;
 
 use common::noise;
 
-use coffer::backup::{self, BackupOptions, exclude::Patterns, progress::Progress};
+use coffer::backup::{self, BackupOptions, progress::Progress};
 use coffer::crypto::KdfParams;
 use coffer::maintain::check::check;
 use coffer::store::{MemoryStore, ObjectInfo, Store, StoreError};
@@ -55,13 +55,8 @@ impl Store for CrashAfter {
 
 fn opts(src: &Path) -> BackupOptions {
     BackupOptions {
-        paths: vec![src.to_path_buf()],
-        host: "h".into(),
-        tags: vec![],
-        excludes: Patterns::new(&[]).unwrap(),
-        one_file_system: false,
         read_threads: 2,
-        seal_threads: 2,
+        ..BackupOptions::files(vec![src.to_path_buf()], "h")
     }
 }
 

@@ -144,13 +144,8 @@ fn vault() -> Arc<Vault> {
 
 fn backup_opts(src: &Path) -> BackupOptions {
     BackupOptions {
-        paths: vec![src.to_path_buf()],
-        host: "test".into(),
-        tags: vec![],
-        excludes: Patterns::new(&[]).unwrap(),
-        one_file_system: false,
         read_threads: 3,
-        seal_threads: 2,
+        ..BackupOptions::files(vec![src.to_path_buf()], "test")
     }
 }
 

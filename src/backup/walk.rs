@@ -46,7 +46,7 @@ pub struct Counts {
 }
 
 impl Walker<'_> {
-    fn error(&self, path: &Path, message: impl ToString) {
+    pub fn error(&self, path: &Path, message: impl ToString) {
         log::info!("{}: {}", path.display(), message.to_string());
         self.progress.errors.fetch_add(1, Relaxed);
         let msg = PathMessage {

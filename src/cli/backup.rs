@@ -1,8 +1,16 @@
 //! `coffer backup`
 
+use super::signals::{block_signals, wait_for_signal};
 use super::{EXIT_WARNINGS, Global};
 use anyhow::Result;
+use coffer::backup::cleanup::Cleanup;
+use coffer::backup::consistency::{self, ConsistencyOptions};
+use coffer::backup::disk::DiskSource;
+use coffer::backup::scripts::{self, AppScripts};
+use coffer::backup::snapshot::SnapshotSpec;
+use coffer::backup::stream::StreamSource;
 use coffer::backup::{self, BackupOptions, exclude::Patterns, progress::Progress};
+use coffer::format::point::Consistency;
 use coffer::util::human_bytes;
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -27,9 +35,98 @@ pub struct Args {
     /// Do not cross into other file systems below the given paths
     #[arg(long)]
     one_file_system: bool,
+    /// A whole disk, NAME=PATH or PATH: a block device or raw image file (repeatable; disks are read in parallel)
+    #[arg(long = "disk", value_name = "NAME=PATH", value_parser = DiskSource::parse)]
+    disks: Vec<DiskSource>,
+    /// Store standard input (or the output of --command) as the stream NAME
+    #[arg(long, value_name = "NAME")]
+    stdin_name: Option<String>,
+    /// Run this shell command and store its output as the --stdin-name stream; the backup fails if it fails
+    #[arg(long, value_name = "CMD", requires = "stdin_name")]
+    command: Option<String>,
+    /// Shell command run before the data is captured (repeatable)
+    #[arg(long = "pre-script", value_name = "CMD")]
+    pre_scripts: Vec<String>,
+    /// Shell command run after the data is captured, also when the backup fails (repeatable)
+    #[arg(long = "post-script", value_name = "CMD")]
+    post_scripts: Vec<String>,
+    /// Timeout of each --pre-script / --post-script in seconds
+    #[arg(long, value_name = "SECS", default_value_t = scripts::DEFAULT_TIMEOUT_SECS)]
+    script_timeout: f64,
+    /// Let the backup fail, instead of going on at a lower level, when a --pre-script fails
+    #[arg(long)]
+    scripts_must_succeed: bool,
+    /// JSON file listing applications with their pre/post scripts, timeouts and continue_on_failure
+    #[arg(long, value_name = "FILE")]
+    scripts: Option<PathBuf>,
+    /// Read the file paths from a snapshot: `btrfs` (a read-only snapshot made and removed by coffer)
+    #[arg(long, value_name = "KIND", value_parser = ["btrfs"], conflicts_with = "snapshot_command")]
+    snapshot: Option<String>,
+    /// Shell command that creates a snapshot (with --freeze file systems frozen while it runs)
+    #[arg(long, value_name = "CMD")]
+    snapshot_command: Option<String>,
+    /// Shell command that removes the snapshot afterwards, however the backup ended
+    #[arg(long, value_name = "CMD", requires = "snapshot_command")]
+    snapshot_cleanup: Option<String>,
+    /// Where --snapshot-command's snapshot of the (single) source path can be read
+    #[arg(long, value_name = "DIR", requires = "snapshot_command")]
+    snapshot_at: Option<PathBuf>,
+    /// Freeze the file system holding PATH while --snapshot-command runs (repeatable)
+    #[arg(long, value_name = "PATH", requires = "snapshot_command")]
+    freeze: Vec<PathBuf>,
+    /// Hard maximum of a freeze in seconds; the file system is thawed then, whatever happens
+    #[arg(long, value_name = "SECS", default_value_t = consistency::DEFAULT_MAX_FREEZE.as_secs_f64())]
+    max_freeze: f64,
+    /// Fail instead of saving a point below this consistency level
+    #[arg(long, value_name = "LEVEL", value_parser = ["application", "filesystem"])]
+    require_consistency: Option<String>,
+    /// Disk chunk size in bytes (for measurements; the default is chosen in docs/benchmarks.md)
+    #[arg(long, hide = true)]
+    disk_chunk_size: Option<u64>,
     /// Files and folders to back up
-    #[arg(required = true)]
     paths: Vec<PathBuf>,
+}
+
+impl Args {
+    fn consistency(&self) -> Result<ConsistencyOptions> {
+        let mut apps = match &self.scripts {
+            Some(f) => scripts::read_file(f)?,
+            None => Vec::new(),
+        };
+        let n = self.pre_scripts.len().max(self.post_scripts.len());
+        for i in 0..n {
+            apps.push(AppScripts {
+                name: format!("script{}", i + 1),
+                pre: self.pre_scripts.get(i).cloned(),
+                post: self.post_scripts.get(i).cloned(),
+                timeout_secs: self.script_timeout,
+                continue_on_failure: !self.scripts_must_succeed,
+            });
+        }
+        let snapshot = match (&self.snapshot, &self.snapshot_command) {
+            (Some(_), _) => Some(SnapshotSpec::Btrfs),
+            (None, Some(create)) => Some(SnapshotSpec::Command {
+                create: create.clone(),
+                cleanup: self.snapshot_cleanup.clone(),
+                at: self.snapshot_at.clone(),
+                freeze: self.freeze.clone(),
+            }),
+            (None, None) => None,
+        };
+        if !(self.max_freeze > 0.0 && self.max_freeze.is_finite()) || !(self.script_timeout > 0.0) {
+            anyhow::bail!("--max-freeze and --script-timeout must be positive numbers of seconds");
+        }
+        Ok(ConsistencyOptions {
+            scripts: apps,
+            snapshot,
+            require: self.require_consistency.as_deref().map(|l| match l {
+                "application" => Consistency::Application,
+                _ => Consistency::FileSystem,
+            }),
+            max_freeze: std::time::Duration::from_secs_f64(self.max_freeze),
+            guard_exe: std::env::current_exe().ok(),
+        })
+    }
 }
 
 pub fn run(g: &Global, a: Args) -> Result<ExitCode> {
@@ -38,7 +135,15 @@ pub fn run(g: &Global, a: Args) -> Result<ExitCode> {
         patterns.extend(Patterns::read_file(f)?);
     }
     let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
+    let signals = block_signals();
     let opts = BackupOptions {
+        consistency: a.consistency()?,
+        disks: a.disks.clone(),
+        stream: a.stdin_name.clone().map(|name| StreamSource {
+            name,
+            command: a.command.clone(),
+        }),
+        disk_chunk: a.disk_chunk_size.unwrap_or(coffer::backup::disk::DISK_CHUNK),
         paths: a.paths.clone(),
         host: a.host.unwrap_or_else(coffer::util::hostname),
         tags: a.tags,
@@ -50,7 +155,15 @@ pub fn run(g: &Global, a: Args) -> Result<ExitCode> {
     let vault = g.open()?;
     let progress = Arc::new(Progress::default());
     let bar = (!g.quiet && std::io::stderr().is_terminal()).then(|| ProgressBar::start(progress.clone(), &a.paths));
-    let result = backup::run(vault, &opts, &progress);
+    let cleanup = Cleanup::default();
+    let on_signal = cleanup.clone();
+    std::thread::spawn(move || {
+        let sig = wait_for_signal(&signals);
+        eprintln!("coffer: signal {sig}: running post-scripts and removing snapshots, then stopping");
+        on_signal.run_all();
+        std::process::exit(128 + sig);
+    });
+    let result = backup::run_with_cleanup(vault, &opts, &progress, &cleanup);
     if let Some(b) = bar {
         b.stop();
     }
@@ -72,6 +185,22 @@ pub fn run(g: &Global, a: Args) -> Result<ExitCode> {
             human_bytes(s.bytes_new),
             human_bytes(s.bytes_stored),
             rec.duration_secs
+        );
+        for d in &rec.disks {
+            let how = if d.reused {
+                "unchanged, not read".to_string()
+            } else {
+                format!("changed {} of {}", human_bytes(d.bytes_changed), human_bytes(d.size))
+            };
+            eprintln!("disk {}: {how}", d.name);
+        }
+        for st in &rec.streams {
+            eprintln!("stream {}: {}", st.name, human_bytes(st.size));
+        }
+        eprintln!(
+            "consistency: {} ({})",
+            rec.consistency.as_str(),
+            rec.consistency_report.reason
         );
         for e in &rec.errors {
             eprintln!("warning: {}: {}", e.path, e.message);

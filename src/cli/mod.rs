@@ -8,6 +8,7 @@ mod list;
 mod ls;
 mod mount;
 mod restore;
+mod signals;
 
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};

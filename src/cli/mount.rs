@@ -1,6 +1,7 @@
 //! `coffer mount` and `coffer umount`.
 
 use super::Global;
+use super::signals::{SigSet, block_signals, wait_for_signal};
 use anyhow::{Context, Result, bail};
 use coffer::format::point::PointRecord;
 use coffer::fuse::FuseFs;
@@ -93,7 +94,8 @@ fn serve(fs: FuseFs, a: &Args, last_access: Arc<AtomicU64>, signals: SigSet) -> 
         .with_context(|| format!("cannot mount on {}", a.mountpoint.display()))?;
     let mut on_signal = session.unmount_callable();
     std::thread::spawn(move || {
-        wait_for_signal(&signals);
+        let sig = wait_for_signal(&signals);
+        log::info!("signal {sig}: unmounting");
         let _ = on_signal.unmount();
     });
     if let Some(limit) = a.idle_timeout {
@@ -218,30 +220,6 @@ fn raise_read_ahead(mp: &Path) {
 fn limit_malloc_arenas() {
     // SAFETY: mallopt only changes allocator settings; called before this process starts any thread.
     unsafe { libc::mallopt(libc::M_ARENA_MAX, 2) };
-}
-
-type SigSet = libc::sigset_t;
-
-/// Blocks SIGINT, SIGTERM and SIGHUP in this thread and every thread started after it, so one thread can wait for
-/// them with `sigwait` and unmount cleanly.
-fn block_signals() -> SigSet {
-    // SAFETY: sigset operations on a local, zero-initialised set.
-    unsafe {
-        let mut set: SigSet = std::mem::zeroed();
-        libc::sigemptyset(&mut set);
-        for s in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
-            libc::sigaddset(&mut set, s);
-        }
-        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
-        set
-    }
-}
-
-fn wait_for_signal(set: &SigSet) {
-    let mut sig = 0;
-    // SAFETY: `set` is a valid signal set blocked in this thread.
-    unsafe { libc::sigwait(set, &mut sig) };
-    log::info!("signal {sig}: unmounting");
 }
 
 fn now_secs() -> u64 {

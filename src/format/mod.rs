@@ -5,4 +5,5 @@ pub mod ids;
 pub mod index;
 pub mod pack;
 pub mod point;
+pub mod sources;
 pub mod tree;

@@ -5,18 +5,32 @@
 
 use crate::crypto::{CryptoError, Keys};
 use crate::format::ids::{PointId, TreeId};
+use crate::format::sources::{ConsistencyReport, DiskRecord, StreamRecord};
 use serde::{Deserialize, Serialize};
 
 pub const POINT_VERSION: u32 = 1;
 
-/// How consistent the captured data is. Filled by the consistency issue; plain file backups are crash-consistent.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+/// How consistent the captured data is: application (pre-scripts succeeded), file system (read from a snapshot
+/// taken with the file system flushed and frozen), or crash (read live).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Consistency {
     #[default]
     Crash,
+    #[serde(rename = "filesystem")]
     FileSystem,
     Application,
+}
+
+impl Consistency {
+    /// The level as `list` shows it and `--require-consistency` names it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Consistency::Crash => "crash",
+            Consistency::FileSystem => "filesystem",
+            Consistency::Application => "application",
+        }
+    }
 }
 
 /// Counts and sizes of one backup.
@@ -70,6 +84,19 @@ pub struct PointRecord {
     pub skipped: Vec<PathMessage>,
     #[serde(default)]
     pub consistency: Consistency,
+    /// Why the point has its consistency level: scripts run, snapshot used.
+    #[serde(default)]
+    pub consistency_report: ConsistencyReport,
+    /// Whole disks of the point; their content is in `disks_tree`, one file node per disk named like the disk.
+    #[serde(default)]
+    pub disks: Vec<DiskRecord>,
+    #[serde(default)]
+    pub disks_tree: Option<TreeId>,
+    /// Application streams; their content is in `streams_tree`, one file node per stream.
+    #[serde(default)]
+    pub streams: Vec<StreamRecord>,
+    #[serde(default)]
+    pub streams_tree: Option<TreeId>,
     pub program_version: String,
     #[serde(default)]
     pub duration_secs: f64,
@@ -120,6 +147,9 @@ impl PointRecord {
             "tree": self.tree.to_hex(),
             "sizes": self.stats,
             "consistency": self.consistency,
+            "consistency_report": self.consistency_report,
+            "disks": self.disks,
+            "streams": self.streams,
             "errors": self.errors,
             "skipped": self.skipped,
             "program_version": self.program_version,
@@ -155,6 +185,11 @@ mod tests {
             errors: vec![],
             skipped: vec![],
             consistency: Consistency::Crash,
+            consistency_report: Default::default(),
+            disks: vec![],
+            disks_tree: None,
+            streams: vec![],
+            streams_tree: None,
             program_version: "0.1.0".into(),
             duration_secs: 1.5,
         };

@@ -1,7 +1,7 @@
 //! The mounted layout tested through the library, without a kernel.
 
 use super::*;
-use crate::backup::{self, BackupOptions, exclude::Patterns, progress::Progress};
+use crate::backup::{self, BackupOptions, progress::Progress};
 use std::path::Path;
 
 fn vault() -> Arc<Vault> {
@@ -10,13 +10,9 @@ fn vault() -> Arc<Vault> {
 
 fn backup(v: &Arc<Vault>, src: &Path, tag: &str) {
     let opts = BackupOptions {
-        paths: vec![src.to_path_buf()],
-        host: "h".into(),
         tags: vec![tag.into()],
-        excludes: Patterns::new(&[]).unwrap(),
-        one_file_system: false,
         read_threads: 2,
-        seal_threads: 2,
+        ..BackupOptions::files(vec![src.to_path_buf()], "h")
     };
     backup::run(v.clone(), &opts, &Progress::default()).unwrap();
 }

@@ -105,6 +105,11 @@ mod tests {
             errors: vec![],
             skipped: vec![],
             consistency: Default::default(),
+            consistency_report: Default::default(),
+            disks: vec![],
+            disks_tree: None,
+            streams: vec![],
+            streams_tree: None,
             program_version: "test".into(),
             duration_secs: 0.0,
         }
