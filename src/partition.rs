@@ -59,16 +59,13 @@ const PROTECTIVE: u8 = 0xee;
 /// std::os::unix::fs::FileExt::read_exact_at). Ok(None) when the disk has no recognisable table (e.g. a bare file
 /// system); Err only for I/O errors. Never panics on arbitrary bytes.
 pub fn read_table(size: u64, read_at: &mut ReadAt) -> io::Result<Option<PartitionTable>> {
-    let Some(mbr) = read_block(size, read_at, 0, MBR_SECTOR)? else {
-        return Ok(None);
-    };
-    if !has_boot_signature(&mbr) {
-        return Ok(None);
+    match read_block(size, read_at, 0, MBR_SECTOR)? {
+        Some(mbr) if has_boot_signature(&mbr) && mbr_entries(&mbr).iter().any(|e| e.kind == PROTECTIVE) => {
+            read_gpt(size, read_at)
+        }
+        Some(mbr) if has_boot_signature(&mbr) => read_mbr(size, read_at, &mbr),
+        _ => Ok(None),
     }
-    if mbr_entries(&mbr).iter().any(|e| e.kind == PROTECTIVE) {
-        return read_gpt(size, read_at);
-    }
-    read_mbr(size, read_at, &mbr)
 }
 
 /// Reads `len` bytes at `offset`, or `None` when that range is not wholly inside the disk.
@@ -102,7 +99,7 @@ fn byte_range(size: u64, sector: u64, first: u64, count: u64) -> Option<(u64, u6
     if count == 0 || start >= size {
         return None;
     }
-    let length = count.checked_mul(sector).unwrap_or(u64::MAX).min(size - start);
+    let length = count.saturating_mul(sector).min(size - start);
     Some((start, length))
 }
 
@@ -145,11 +142,8 @@ struct GptHeader {
 /// Tries each sector size, primary header first, then the backup at the last LBA. `None` if no copy is valid.
 fn read_gpt(size: u64, read_at: &mut ReadAt) -> io::Result<Option<PartitionTable>> {
     for sector in GPT_SECTOR_SIZES {
-        let last = size / sector;
-        for lba in [1, last.saturating_sub(1)] {
-            if lba == 0 {
-                continue;
-            }
+        let last = (size / sector).saturating_sub(1);
+        for lba in [1, last].into_iter().filter(|&lba| lba > 0) {
             if let Some(table) = read_gpt_copy(size, read_at, sector, lba)? {
                 return Ok(Some(table));
             }
@@ -165,26 +159,23 @@ fn read_gpt_copy(size: u64, read_at: &mut ReadAt, sector: u64, lba: u64) -> io::
     let Some(header) = parse_gpt_header(&block, lba) else {
         return Ok(None);
     };
-    let len = header.count * header.entry_size;
-    let Some(offset) = header.entries_lba.checked_mul(sector) else {
-        return Ok(None);
-    };
-    let Some(entries) = read_block(size, read_at, offset, len)? else {
-        return Ok(None);
-    };
-    if crc32(&entries) != header.entries_crc {
-        return Ok(None);
+    // An overflowing offset saturates to u64::MAX, which read_block rejects as outside the disk.
+    let offset = header.entries_lba.saturating_mul(sector);
+    match read_block(size, read_at, offset, header.count * header.entry_size)? {
+        Some(entries) if crc32(&entries) == header.entries_crc => {
+            let partitions = entries
+                .chunks_exact(header.entry_size as usize)
+                .enumerate()
+                .filter_map(|(i, e)| gpt_partition(size, sector, i, e))
+                .collect();
+            Ok(Some(PartitionTable {
+                kind: TableKind::Gpt,
+                sector_size: sector as u32,
+                partitions,
+            }))
+        }
+        _ => Ok(None),
     }
-    let partitions = entries
-        .chunks_exact(header.entry_size as usize)
-        .enumerate()
-        .filter_map(|(i, e)| gpt_partition(size, sector, i, e))
-        .collect();
-    Ok(Some(PartitionTable {
-        kind: TableKind::Gpt,
-        sector_size: sector as u32,
-        partitions,
-    }))
 }
 
 /// Checks signature, header size, header CRC, that the header says it lives at `lba`, and that the entry array has a

@@ -3,11 +3,12 @@
 use super::Global;
 use anyhow::Result;
 use coffer::backup::exclude::Patterns;
+use coffer::format::point::PointRecord;
 use coffer::restore::{self, RestoreOptions};
 use coffer::util::human_bytes;
 use coffer::vault::resolve_point;
 use coffer::view::View;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 #[derive(clap::Args)]
@@ -15,8 +16,14 @@ pub struct Args {
     /// POINT or POINT:PATH (a directory's content goes into the target; a file keeps its name)
     spec: String,
     /// Directory to restore into (created if missing)
-    #[arg(long, value_name = "DIR")]
-    target: PathBuf,
+    #[arg(long, value_name = "DIR", required_unless_present = "disk")]
+    target: Option<PathBuf>,
+    /// Restore this whole disk of the point (with --to)
+    #[arg(long, value_name = "NAME", requires = "to", conflicts_with = "target")]
+    disk: Option<String>,
+    /// Image file or block device to write the --disk to (a file is created or replaced, sparse)
+    #[arg(long, value_name = "PATH", requires = "disk")]
+    to: Option<PathBuf>,
     /// Restore only entries matching this glob (and what is below them); repeatable
     #[arg(long = "include", value_name = "GLOB")]
     includes: Vec<String>,
@@ -47,10 +54,14 @@ pub fn run(g: &Global, a: Args) -> Result<ExitCode> {
     let vault = g.open()?;
     let rec = resolve_point(&vault, &point, &super::list::filter(a.host, vec![], a.source))?;
     let view = View::new(vault.clone());
+    if let (Some(name), Some(to)) = (&a.disk, &a.to) {
+        return restore_disk(g, &view, &rec, name, to, a.verify);
+    }
+    let target = a.target.clone().expect("clap requires --target without --disk");
     let plan = restore::plan(&view, &rec, sub.as_deref(), &opts)?;
     if a.dry_run {
         for e in &plan.entries {
-            println!("{}", a.target.join(&e.target).display());
+            println!("{}", target.join(&e.target).display());
         }
         eprintln!(
             "would restore {} entries, {} of data",
@@ -60,10 +71,10 @@ pub fn run(g: &Global, a: Args) -> Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     let start = std::time::Instant::now();
-    let report = restore::execute(&view, &plan, &a.target, &opts)?;
+    let report = restore::execute(&view, &plan, &target, &opts)?;
     let mut problems = report.errors;
     if a.verify {
-        problems.extend(restore::verify(&vault, &plan, &a.target));
+        problems.extend(restore::verify(&vault, &plan, &target));
     }
     if !g.quiet {
         eprintln!(
@@ -93,4 +104,23 @@ pub fn run(g: &Global, a: Args) -> Result<ExitCode> {
         );
         Ok(ExitCode::from(1))
     }
+}
+
+/// `restore POINT --disk NAME --to PATH`.
+fn restore_disk(g: &Global, view: &View, rec: &PointRecord, name: &str, to: &Path, verify: bool) -> Result<ExitCode> {
+    let node = view.disk(rec, name)?;
+    let start = std::time::Instant::now();
+    let r = restore::disk::restore_disk(view, &node, to, verify)?;
+    if !g.quiet {
+        eprintln!(
+            "restored disk {name} ({}) to {} in {:.1}s: {} written, {} zeroed{}",
+            human_bytes(node.size),
+            to.display(),
+            start.elapsed().as_secs_f64(),
+            human_bytes(r.bytes_written),
+            human_bytes(r.bytes_zeroed),
+            if r.verified { ", verified" } else { "" }
+        );
+    }
+    Ok(ExitCode::SUCCESS)
 }

@@ -2,6 +2,8 @@
 //!
 //! ```text
 //! points/<time>_<short id>/files/...   the point's tree      points/<...>/point.json   its record
+//! points/<...>/disks/<disk>.img        whole disks            points/<...>/disks/<disk>/part<N>.img  partitions
+//! points/<...>/streams/<name>          application streams
 //! latest -> points/<newest>            hosts/<host>/<time>_<id> -> ../../points/...   tags/<tag>/... likewise
 //! versions/files/<path>                union of all paths; a regular file is a directory of its distinct versions
 //! ```
@@ -31,6 +33,22 @@ pub enum Content {
     PointJson(usize),
     /// The root tree of a point (`points/<name>/files/`, or the mount root with `--point`).
     Files(usize),
+    /// `points/<name>/disks/`: `<disk>.img` per disk, and `<disk>/` for a disk with partitions.
+    Disks(usize),
+    /// `points/<name>/streams/`: one file per application stream.
+    Streams(usize),
+    /// `points/<name>/disks/<disk>/`: the partitions of the point's disk number `disk`.
+    DiskParts {
+        point: usize,
+        disk: usize,
+    },
+    /// `points/<name>/disks/<disk>/part<N>.img`: `length` bytes of a disk's content from `start`.
+    Part {
+        point: usize,
+        disk: NodeRef,
+        start: u64,
+        length: u64,
+    },
     /// A virtual symlink.
     Link(Vec<u8>),
     /// An entry of a point's tree.
@@ -47,7 +65,7 @@ pub enum Content {
 impl Content {
     pub fn is_dir(&self) -> bool {
         match self {
-            Content::PointJson(_) | Content::Link(_) => false,
+            Content::PointJson(_) | Content::Link(_) | Content::Part { .. } => false,
             Content::Node { node, .. } => node.kind == NodeKind::Dir,
             _ => true,
         }
@@ -135,10 +153,17 @@ impl Points {
             Content::Points => (0..self.names.len())
                 .map(|i| (self.names[i].clone().into_bytes(), Content::Point(i)))
                 .collect(),
-            Content::Point(i) => vec![
-                (b"files".to_vec(), Content::Files(*i)),
-                (b"point.json".to_vec(), Content::PointJson(*i)),
-            ],
+            Content::Point(i) => {
+                let mut v = vec![(b"files".to_vec(), Content::Files(*i))];
+                if self.records[*i].disks_tree.is_some() {
+                    v.push((b"disks".to_vec(), Content::Disks(*i)));
+                }
+                if self.records[*i].streams_tree.is_some() {
+                    v.push((b"streams".to_vec(), Content::Streams(*i)));
+                }
+                v.push((b"point.json".to_vec(), Content::PointJson(*i)));
+                v
+            }
             Content::Hosts => self
                 .hosts
                 .iter()

@@ -199,15 +199,28 @@ impl MountFs {
                 Ok(json[start..(start + size as usize).min(json.len())].to_vec())
             }
             Content::Node { point, node } if node.kind == NodeKind::File => {
-                let open = self.files.lock().expect("handles lock").get(&fh).cloned();
-                let sequential = open
-                    .as_ref()
-                    .is_some_and(|o| o.last_end.swap(offset + size as u64, Relaxed) == offset);
+                let sequential = self.sequential(fh, offset, size);
                 self.read_node(point, &node, offset, size as u64, sequential)
+            }
+            Content::Part {
+                point,
+                disk,
+                start,
+                length,
+            } => {
+                let size = (size as u64).min(length.saturating_sub(offset));
+                let sequential = self.sequential(fh, offset, size as u32);
+                self.read_node(point, &disk, start + offset, size, sequential)
             }
             c if c.is_dir() => Err(FsError::IsDir),
             _ => Err(FsError::Invalid),
         }
+    }
+
+    /// Records a read on handle `fh`; true if it starts where the previous one ended.
+    fn sequential(&self, fh: u64, offset: u64, size: u32) -> bool {
+        let open = self.files.lock().expect("handles lock").get(&fh).cloned();
+        open.is_some_and(|o| o.last_end.swap(offset + size as u64, Relaxed) == offset)
     }
 
     /// Checks that `ino` is a directory (the kernel is told to skip opendir/releasedir where it can; listings are
@@ -259,7 +272,7 @@ impl MountFs {
         match content {
             Content::Node { node, .. } => node.kind,
             Content::Link(_) => NodeKind::Symlink,
-            Content::PointJson(_) => NodeKind::File,
+            Content::PointJson(_) | Content::Part { .. } => NodeKind::File,
             _ => NodeKind::Dir,
         }
     }
@@ -302,8 +315,9 @@ impl MountFs {
         if offset >= size {
             return Err(FsError::NoData);
         }
-        let node = match self.content(ino)? {
-            Content::Node { node, .. } => node,
+        let (node, base) = match self.content(ino)? {
+            Content::Node { node, .. } => (node, 0),
+            Content::Part { disk, start, .. } => (disk, start),
             _ => {
                 return if whence == libc::SEEK_DATA {
                     Ok(offset)
@@ -317,10 +331,13 @@ impl MountFs {
             libc::SEEK_HOLE => false,
             _ => return Err(FsError::Invalid),
         };
-        let first = node.piece_at(offset).ok_or(FsError::NoData)?;
+        let first = node.piece_at(base + offset).ok_or(FsError::NoData)?;
         for p in &node.content[first..] {
+            if p.offset >= base + size {
+                break;
+            }
             if p.chunk.is_some() == want_data {
-                return Ok(p.offset.max(offset));
+                return Ok(p.offset.max(base + offset) - base);
             }
         }
         if want_data { Err(FsError::NoData) } else { Ok(size) }
@@ -361,6 +378,12 @@ impl MountFs {
             }
             Content::Versions(path) => self.versions_children(path),
             Content::VersionsOf(path) => self.versions_of(path),
+            Content::Disks(point) => self.disks_listing(*point),
+            Content::Streams(point) => match self.points.records[*point].streams_tree {
+                Some(id) => self.tree_listing(*point, &id),
+                None => Ok(Vec::new()),
+            },
+            Content::DiskParts { point, disk } => self.partitions_listing(*point, *disk),
             other => Ok(self.points.list_virtual(other)),
         }
     }
@@ -377,6 +400,55 @@ impl MountFs {
         let node = |i: usize| NodeRef::new(tree.clone(), i);
         Ok((0..tree.nodes.len())
             .map(|i| (tree.nodes[i].name.clone(), Content::Node { point, node: node(i) }))
+            .collect())
+    }
+
+    /// `disks/`: `<disk>.img` for every disk, `<disk>/` for every disk with partitions.
+    fn disks_listing(&self, point: usize) -> Result<Listing, FsError> {
+        let rec = &self.points.records[point];
+        let Some(id) = rec.disks_tree else {
+            return Ok(Vec::new());
+        };
+        let tree = self.view.tree(&id).map_err(io_error)?;
+        let mut out: Listing = (0..tree.nodes.len())
+            .map(|i| {
+                let name = [tree.nodes[i].name.as_slice(), b".img"].concat();
+                let node = NodeRef::new(tree.clone(), i);
+                (name, Content::Node { point, node })
+            })
+            .collect();
+        for (disk, d) in rec.disks.iter().enumerate() {
+            if d.table.as_ref().is_some_and(|t| !t.partitions.is_empty()) {
+                out.push((d.name.clone().into_bytes(), Content::DiskParts { point, disk }));
+            }
+        }
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok(out)
+    }
+
+    /// `disks/<disk>/`: `part<N>.img` per partition, each cut to the disk's size.
+    fn partitions_listing(&self, point: usize, disk: usize) -> Result<Listing, FsError> {
+        let rec = &self.points.records[point];
+        let d = rec.disks.get(disk).ok_or(FsError::NotFound)?;
+        let tree = self
+            .view
+            .tree(&rec.disks_tree.ok_or(FsError::NotFound)?)
+            .map_err(io_error)?;
+        let i = tree.position(d.name.as_bytes()).ok_or(FsError::Io)?;
+        let node = NodeRef::new(tree, i);
+        let parts = d.table.as_ref().map(|t| t.partitions.as_slice()).unwrap_or(&[]);
+        Ok(parts
+            .iter()
+            .filter(|p| p.start < node.size)
+            .map(|p| {
+                let content = Content::Part {
+                    point,
+                    disk: node.clone(),
+                    start: p.start,
+                    length: p.length.min(node.size - p.start),
+                };
+                (format!("part{}.img", p.number).into_bytes(), content)
+            })
             .collect())
     }
 
@@ -420,7 +492,15 @@ impl MountFs {
         });
         match c {
             Content::Node { node, .. } => node_attr(ino, node),
-            Content::Point(i) | Content::Files(i) => dir(self.point_time(*i)),
+            Content::Point(i) | Content::Files(i) | Content::Disks(i) | Content::Streams(i) => dir(self.point_time(*i)),
+            Content::DiskParts { point, .. } => dir(self.point_time(*point)),
+            Content::Part {
+                disk, start, length, ..
+            } => Attr {
+                size: *length,
+                blocks: data_in(disk, *start, *length).div_ceil(512),
+                ..node_attr(ino, disk)
+            },
             Content::PointJson(i) => {
                 let size = self.point_json(*i).len() as u64;
                 Attr {
@@ -510,6 +590,16 @@ impl MountFs {
 fn io_error(e: VaultError) -> FsError {
     log::error!("{e}");
     FsError::Io
+}
+
+/// Bytes of `node`'s content in `[start, start + length)` that are data, not holes.
+fn data_in(node: &Node, start: u64, length: u64) -> u64 {
+    let end = start + length;
+    node.content
+        .iter()
+        .filter(|p| p.chunk.is_some())
+        .map(|p| (p.offset + p.length).min(end).saturating_sub(p.offset.max(start)))
+        .sum()
 }
 
 /// Attributes of a backed-up entry, exactly as recorded.

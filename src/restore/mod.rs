@@ -3,6 +3,7 @@
 //! Planning first gives a free dry run, exact totals for progress, and the grouping that lets execution read each
 //! pack with as few ranged reads as possible (blobs sorted by offset, neighbours merged into one read).
 
+pub mod disk;
 mod execute;
 mod plan;
 mod verify;

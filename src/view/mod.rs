@@ -92,10 +92,12 @@ impl View {
             .get_or_insert_with(id, || self.vault.read_tree(id).map(Arc::new))
     }
 
-    /// The entry at absolute or relative `path` inside `point` (`/` or empty is the root).
+    /// The entry at `path` inside `point`: an absolute path (or `/`) names a backed-up file; a relative path that
+    /// starts with `streams/` or `disks/` names a stream or a disk (`disks/<name>.img`), as in the mount.
     pub fn resolve(&self, point: &PointRecord, path: &Path) -> Result<Entry, VaultError> {
-        let mut entry = Entry::Root(point.tree);
-        for comp in path.components() {
+        let (root, rest) = section(point, path)?;
+        let mut entry = Entry::Root(root);
+        for comp in rest.components() {
             let name = match comp {
                 Component::Normal(n) => n.as_encoded_bytes(),
                 Component::RootDir | Component::CurDir => continue,
@@ -114,6 +116,13 @@ impl View {
             entry = Entry::Node(Box::new(node));
         }
         Ok(entry)
+    }
+
+    /// The node of the disk called `name` in `point`.
+    pub fn disk(&self, point: &PointRecord, name: &str) -> Result<Node, VaultError> {
+        let none = || VaultError::Point(format!("recovery point {} has no disk {name}", point.id.short()));
+        let tree = self.tree(&point.disks_tree.ok_or_else(none)?)?;
+        tree.find(name.as_bytes()).cloned().ok_or_else(none)
     }
 
     /// Calls `f(path, node)` for every node below `dir`, parents before children, in name order. `base` is the
@@ -157,6 +166,21 @@ impl View {
         }
         Ok(())
     }
+}
+
+/// The tree a user path starts in, and the rest of the path.
+fn section<'a>(point: &PointRecord, path: &'a Path) -> Result<(TreeId, std::borrow::Cow<'a, Path>), VaultError> {
+    let missing = |what: &str| VaultError::Point(format!("recovery point {} has no {what}", point.id.short()));
+    if let Ok(rest) = path.strip_prefix("streams") {
+        return Ok((point.streams_tree.ok_or_else(|| missing("streams"))?, rest.into()));
+    }
+    if let Ok(rest) = path.strip_prefix("disks") {
+        let tree = point.disks_tree.ok_or_else(|| missing("disks"))?;
+        let bytes = rest.as_os_str().as_bytes();
+        let name = bytes.strip_suffix(b".img").unwrap_or(bytes);
+        return Ok((tree, PathBuf::from(std::ffi::OsStr::from_bytes(name)).into()));
+    }
+    Ok((point.tree, path.into()))
 }
 
 /// Errors streaming content.
