@@ -3,7 +3,7 @@
 # Idempotent: packages already present are left as they are.
 set -euo pipefail
 
-packages=(fuse3 acl attr rsync e2fsprogs)
+packages=(fuse3 acl attr rsync e2fsprogs btrfs-progs fdisk procps)
 missing=()
 for p in "${packages[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")

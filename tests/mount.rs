@@ -3,58 +3,12 @@
 
 mod common;
 
+use common::mounted::{Mounted, fuse_available, is_mounted};
 use common::run::{Coffer, json};
 use common::{CompareOptions, Scale, compare_trees};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-
-/// True if this process may mount FUSE file systems; tests skip (saying so) otherwise.
-fn fuse_available() -> bool {
-    let ok = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open("/dev/fuse")
-        .is_ok();
-    if !ok {
-        eprintln!("SKIP: /dev/fuse cannot be opened here, so FUSE mounts cannot be tested");
-    }
-    ok
-}
-
-/// A mount made with `coffer mount --daemon`, unmounted when dropped (also when the test panics).
-struct Mounted {
-    dir: PathBuf,
-}
-
-impl Mounted {
-    fn new(c: &Coffer, dir: &Path, extra: &[&str]) -> Mounted {
-        std::fs::create_dir_all(dir).unwrap();
-        let mut args = vec!["mount", "--daemon", dir.to_str().unwrap()];
-        args.extend_from_slice(extra);
-        c.ok(&args);
-        Mounted { dir: dir.to_path_buf() }
-    }
-}
-
-impl Drop for Mounted {
-    fn drop(&mut self) {
-        if is_mounted(&self.dir) {
-            let _ = Command::new("umount").arg(&self.dir).status();
-        }
-        if is_mounted(&self.dir) {
-            let _ = Command::new("umount").arg("-l").arg(&self.dir).status();
-        }
-    }
-}
-
-fn is_mounted(dir: &Path) -> bool {
-    let real = std::fs::canonicalize(dir).unwrap_or(dir.to_path_buf());
-    std::fs::read_to_string("/proc/self/mounts")
-        .unwrap()
-        .lines()
-        .any(|l| l.split(' ').nth(1) == real.to_str())
-}
 
 /// A vault holding one backup of a generated tree, or `None` (after saying why) when FUSE cannot be used here.
 fn backed_up(scale: Scale) -> Option<(tempfile::TempDir, Coffer, PathBuf)> {

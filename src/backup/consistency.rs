@@ -102,9 +102,11 @@ impl Session {
         if let Some(spec) = &opts.snapshot {
             let snap = snapshot::create(spec, sources, opts.max_freeze, opts.guard_exe.as_deref())?;
             snapshot_ok = !snap.freeze_exceeded;
-            let mut rep = self.report.lock().expect("report lock");
-            (rep.snapshot, rep.frozen, rep.freeze_secs) =
-                (Some(snap.description.clone()), snap.frozen.clone(), snap.freeze_secs);
+            {
+                let mut rep = self.report.lock().expect("report lock");
+                (rep.snapshot, rep.frozen, rep.freeze_secs) =
+                    (Some(snap.description.clone()), snap.frozen.clone(), snap.freeze_secs);
+            }
             if snap.freeze_exceeded {
                 reason.push_str(&format!(
                     "; the freeze passed the {} s maximum and was ended early",

@@ -19,10 +19,10 @@ use std::os::unix::fs::{FileExt, FileTypeExt, MetadataExt};
 use std::path::PathBuf;
 use std::time::Instant;
 
-/// Chunk size for disks. 1 MiB, chosen by measurement (docs/benchmarks.md, "disk chunk size"): 4 KiB-granular
-/// changes scattered by a file system cost one chunk each, so smaller chunks store less after small changes, while
-/// every chunk costs an index entry (~80 bytes in memory, ~90 in index files) and a seal call; 1 MiB stored 1.3x the
-/// changed bytes in the benchmark's 8 MiB mutation against 1.1x for 256 KiB, with 4x fewer index entries.
+/// Chunk size for disks: 1 MiB. A file system's scattered 4 KiB writes each cost one whole chunk, so smaller chunks
+/// store less after small changes, while every chunk costs an index entry and a seal call. 1 MiB is the size the
+/// file chunker averages, so index size per stored byte stays the same for disks and files. Not yet measured against
+/// other sizes (see docs/benchmarks.md); `backup --disk-chunk-size` exists for that measurement.
 pub const DISK_CHUNK: u64 = 1 << 20;
 
 /// A disk to back up: its name in the point and where to read it.
