@@ -205,9 +205,9 @@ pub fn node_from_metadata(
     node.gid = md.gid();
     node.user = names.user(md.uid());
     node.group = names.group(md.gid());
-    node.mtime = time(md.mtime(), md.mtime_nsec());
-    node.atime = time(md.atime(), md.atime_nsec());
-    node.ctime = time(md.ctime(), md.ctime_nsec());
+    node.mtime = stat_time(md.mtime(), md.mtime_nsec());
+    node.atime = stat_time(md.atime(), md.atime_nsec());
+    node.ctime = stat_time(md.ctime(), md.ctime_nsec());
     node.size = md.size();
     node.dev = md.dev();
     node.inode = md.ino();
@@ -245,7 +245,7 @@ fn kind_of(md: &Metadata) -> Option<NodeKind> {
 }
 
 /// A stat time; the kernel guarantees `0 <= nsec < 1e9`, so the narrowing cannot lose anything.
-fn time(secs: i64, nsec: i64) -> Time {
+pub fn stat_time(secs: i64, nsec: i64) -> Time {
     Time {
         secs,
         nanos: nsec as u32,
@@ -404,8 +404,8 @@ pub fn data_regions(file: &File, size: u64) -> io::Result<Vec<Range<u64>>> {
 pub fn changed_since(file: &File, node: &Node) -> io::Result<bool> {
     let md = file.metadata()?;
     Ok(md.size() != node.size
-        || time(md.mtime(), md.mtime_nsec()) != node.mtime
-        || time(md.ctime(), md.ctime_nsec()) != node.ctime)
+        || stat_time(md.mtime(), md.mtime_nsec()) != node.mtime
+        || stat_time(md.ctime(), md.ctime_nsec()) != node.ctime)
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -741,11 +741,11 @@ mod tests {
         apply_metadata(&dst, &n, &RestoreOptions { owner: true }).unwrap();
         let md = std::fs::symlink_metadata(&dst).unwrap();
         assert_eq!((md.uid(), md.gid()), (1234, 5678));
-        assert_eq!(time(md.mtime(), md.mtime_nsec()), T2);
-        assert_eq!(time(md.atime(), md.atime_nsec()), T2);
+        assert_eq!(stat_time(md.mtime(), md.mtime_nsec()), T2);
+        assert_eq!(stat_time(md.atime(), md.atime_nsec()), T2);
         assert_eq!(node_of(&dst).target, n.target);
         let t = std::fs::symlink_metadata(&target).unwrap();
-        let untouched = (t.uid(), t.mode() & 0o7777, time(t.mtime(), t.mtime_nsec()));
+        let untouched = (t.uid(), t.mode() & 0o7777, stat_time(t.mtime(), t.mtime_nsec()));
         assert_eq!(untouched, (0, 0o644, T1), "the target is untouched");
     }
 

@@ -65,7 +65,10 @@ fn second_backup_reads_no_file_content_and_stores_nothing() {
     let blobs_new = second["sizes"]["blobs_new"].as_u64().unwrap();
     let bytes_new = second["sizes"]["bytes_new"].as_u64().unwrap();
     assert!(blobs_new <= ancestor_trees, "only ancestor trees may be new: {second}");
-    assert!(bytes_new <= 512 * ancestor_trees, "unchanged trees must dedupe: {second}");
+    assert!(
+        bytes_new <= 512 * ancestor_trees,
+        "unchanged trees must dedupe: {second}"
+    );
     assert_eq!(second["parent"], first["id"]);
 }
 

@@ -5,61 +5,13 @@
 
 mod common;
 
+use common::machine::{LoopMount, have, last_point, s, setup, sh};
 use common::mounted::{Mounted, fuse_available};
-use common::run::{Coffer, json};
+use common::run::json;
 use std::os::unix::fs::MetadataExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-
-fn sh(script: &str) {
-    let st = Command::new("sh").arg("-c").arg(script).status().unwrap();
-    assert!(st.success(), "`{script}` failed: {st}");
-}
-
-/// True if we are root and every tool is installed; otherwise says SKIP.
-fn have(tools: &[&str]) -> bool {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
-        eprintln!("SKIP: needs root for loop devices and freezing");
-        return false;
-    }
-    for t in tools {
-        if !Command::new("sh")
-            .arg("-c")
-            .arg(format!("command -v {t}"))
-            .stdout(Stdio::null())
-            .status()
-            .unwrap()
-            .success()
-        {
-            eprintln!("SKIP: {t} is not installed");
-            return false;
-        }
-    }
-    true
-}
-
-/// A loop mount of an image, unmounted (thawed first) when dropped.
-struct LoopMount(PathBuf);
-
-impl LoopMount {
-    fn new(image: &Path, dir: &Path, opts: &str) -> LoopMount {
-        std::fs::create_dir_all(dir).unwrap();
-        sh(&format!("mount -o {opts},loop {} {}", image.display(), dir.display()));
-        LoopMount(dir.to_path_buf())
-    }
-}
-
-impl Drop for LoopMount {
-    fn drop(&mut self) {
-        let d = self.0.display();
-        let _ = Command::new("sh")
-            .arg("-c")
-            .arg(format!("fsfreeze -u {d} 2>/dev/null; umount {d}"))
-            .status();
-    }
-}
 
 /// True if the file system at `dir` is frozen (FIFREEZE on a frozen file system fails with EBUSY).
 fn frozen(dir: &Path) -> bool {
@@ -81,22 +33,6 @@ impl Drop for Reaper {
         unsafe { libc::kill(self.0 as i32, libc::SIGKILL) };
         let _ = Command::new("pkill").args(["-f", "^(sh -c )?sleep 37"]).status();
     }
-}
-
-fn setup() -> (tempfile::TempDir, Coffer) {
-    let tmp = tempfile::tempdir().unwrap();
-    let c = Coffer::new(&tmp.path().join("vault"));
-    c.ok(&["init"]);
-    (tmp, c)
-}
-
-fn last_point(c: &Coffer) -> serde_json::Value {
-    let list = json(&c.ok(&["list", "--json"]));
-    list.as_array().unwrap().last().cloned().unwrap()
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
 }
 
 #[test]
@@ -365,9 +301,7 @@ fn a_file_system_is_frozen_only_around_the_snapshot_and_always_thawed() {
         return;
     }
     let (tmp, c) = setup();
-    let img = tmp.path().join("ext4.img");
-    sh(&format!("mkfs.ext4 -q -F {} 64M", s(&img)));
-    let m = LoopMount::new(&img, &tmp.path().join("m"), "rw");
+    let m = LoopMount::fresh(tmp.path(), "ext4", "mkfs.ext4 -q -F {img} 64M");
     std::fs::write(m.0.join("data"), b"payload").unwrap();
     let seen = tmp.path().join("seen");
     let probe = format!(
@@ -453,9 +387,7 @@ fn btrfs_snapshots_are_made_used_and_removed() {
         return;
     }
     let (tmp, c) = setup();
-    let img = tmp.path().join("btrfs.img");
-    sh(&format!("truncate -s 300M {0} && mkfs.btrfs -q {0}", s(&img)));
-    let m = LoopMount::new(&img, &tmp.path().join("b"), "rw");
+    let m = LoopMount::fresh(tmp.path(), "btrfs", "truncate -s 300M {img} && mkfs.btrfs -q {img}");
     let vol = m.0.join("vol");
     sh(&format!(
         "btrfs -q subvolume create {0} && mkdir {0}/d && echo one > {0}/d/f",

@@ -76,7 +76,9 @@ pub fn freeze(path: &Path, max: Duration, guard_exe: Option<&Path>) -> io::Resul
     // SAFETY: FIFREEZE takes no argument memory; `dir` is an open descriptor.
     if unsafe { libc::ioctl(dir.as_raw_fd(), FIFREEZE, 0) } != 0 {
         let e = io::Error::last_os_error();
-        guard.map(Guard::release);
+        if let Some(g) = guard {
+            g.release();
+        }
         return Err(e);
     }
     log::info!("froze the file system of {}", path.display());

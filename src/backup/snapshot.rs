@@ -87,7 +87,9 @@ impl Snapshot {
             if let Err(e) = delete_subvolume(&path) {
                 errors.push(format!("cannot delete snapshot {}: {e}", path.display()));
             }
-            guard.map(Guard::release);
+            if let Some(g) = guard {
+                g.release();
+            }
         }
         if let Some(cmd) = &self.cleanup
             && let Err(e) = run_command(cmd)

@@ -113,7 +113,8 @@ impl Args {
             }),
             (None, None) => None,
         };
-        if !(self.max_freeze > 0.0 && self.max_freeze.is_finite()) || !(self.script_timeout > 0.0) {
+        let positive = |secs: f64| secs > 0.0 && secs.is_finite();
+        if !positive(self.max_freeze) || !positive(self.script_timeout) {
             anyhow::bail!("--max-freeze and --script-timeout must be positive numbers of seconds");
         }
         Ok(ConsistencyOptions {

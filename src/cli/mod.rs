@@ -56,7 +56,7 @@ enum Command {
         compression: i32,
     },
     /// Back up files and folders into a new recovery point
-    Backup(backup::Args),
+    Backup(Box<backup::Args>),
     /// List recovery points
     List(list::Args),
     /// List files in a recovery point
@@ -123,7 +123,7 @@ pub fn run() -> Result<ExitCode> {
     };
     match cli.command {
         Command::Init { compression } => init(&g, compression),
-        Command::Backup(a) => backup::run(&g, a),
+        Command::Backup(a) => backup::run(&g, *a),
         Command::List(a) => list::run(&g, a),
         Command::Ls(a) => ls::run(&g, a),
         Command::Cat { spec } => cat::run(&g, &spec),

@@ -118,7 +118,7 @@ fn verify_disk(view: &View, node: &Node, file: &File) -> io::Result<()> {
             file.read_exact_at(&mut buf[..n], pos)?;
             let ok = match p.chunk {
                 Some(id) => n as u64 == p.length && view.vault().keys().chunk_id(&buf[..n]) == id,
-                None => buf[..n].iter().all(|&b| b == 0),
+                None => crate::backup::disk::is_zero(&buf[..n]),
             };
             if !ok {
                 let msg = format!("verification failed at byte {pos}: the written data differs from the point");

@@ -9,6 +9,7 @@
 //! Nothing here changes the process-wide state (umask, cwd): tests run in parallel threads.
 #![allow(dead_code)]
 
+pub mod machine;
 pub mod mounted;
 pub mod run;
 
