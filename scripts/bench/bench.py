@@ -91,6 +91,21 @@ def backups(res, work, data, tool_sets, runs):
             res.add("5b. vault size after the change (MiB)", t.name, tools.dir_size(t.repo) / MiB)
 
 
+def disks(res, before, after, tool_sets, runs):
+    """Rows 4 and 5c/5d: each tool backs up the image as one file (coffer as a disk), then the changed image at the
+    same path. Each copy is written just before its backup, so both backups start warm."""
+    img = os.path.join(os.path.dirname(before), "disk.img")
+    for r in range(runs):
+        for t in rotate(tool_sets[r], r):
+            t.init()
+            for row, size_row, source in [("4a. disk image first backup, warm: time (s)", "5c. vault size after the disk image (MiB)", before),
+                                          ("4b. disk image after 8 MiB change, warm: time (s)", "5d. vault size after the image change (MiB)", after)]:
+                subprocess.run(["cp", "--sparse=always", source, img], check=True)
+                timed(res, row, t.name, t.backup_disk(img))
+                res.add(size_row, t.name, tools.dir_size(t.repo) / MiB)
+    os.remove(img)
+
+
 def rotate(seq, n):
     return seq[n % len(seq):] + seq[: n % len(seq)]
 
@@ -217,18 +232,22 @@ def main():
     data = os.path.join(work, "data")
     dataset.make(data, a.quick)
     subdir = pick_subdir(os.path.join(data, "tree"), (40 if a.quick else 200) * MiB)
-    repo = lambda name, r: os.path.join(work, "repos", f"{name}-{r}")
-    sets = [[tools.Coffer(repo("coffer", r), coffer), tools.Restic(repo("restic", r)),
-             tools.Borg(repo("borg-zstd", r), "zstd,3"), tools.Borg(repo("borg-lz4", r), "lz4")] for r in range(runs)]
+    before, after = dataset.make_disk(os.path.join(work, "disk"), a.quick)
+    repo = lambda name, r, kind: os.path.join(work, "repos", f"{name}-{kind}-{r}")
+    sets = lambda kind: [[tools.Coffer(repo("coffer", r, kind), coffer), tools.Restic(repo("restic", r, kind)),
+                          tools.Borg(repo("borg-zstd", r, kind), "zstd,3"), tools.Borg(repo("borg-lz4", r, kind), "lz4")]
+                         for r in range(runs)]
+    tree_sets = sets("tree")
     res = Results()
     target = Target(work, 8 if a.quick else 16)
     try:
-        backups(res, work, data, sets, runs)
-        restores(res, data, sets[0], target, runs)
-        mounts(res, work, data, sets[0], target, runs, subdir)
+        backups(res, work, data, tree_sets, runs)
+        restores(res, data, tree_sets[0], target, runs)
+        mounts(res, work, data, tree_sets[0], target, runs, subdir)
+        disks(res, before, after, sets("disk"), runs)
     finally:
         target.close()
-    names = [t.name for t in sets[0]] + ["local source"]
+    names = [t.name for t in tree_sets[0]] + ["local source"]
     text = table(res, names, machine())
     text += f"\n\nDataset: {'quick' if a.quick else 'full'}, runs: {runs}, cp -a subdirectory: {os.path.relpath(subdir, data)}\n"
     print(text)

@@ -3,14 +3,18 @@
 
     dataset.py make DIR [--quick]      build the tree in DIR (must not exist)
     dataset.py mutate DIR [--seed N]   change ~1% of it: edit 200 files, add 100, delete 100, append 4 MiB to big.bin
+    dataset.py disk DIR [--quick]      DIR/before.img: a 2 GiB ext4 image (mkfs.ext4 -d) of ~700 MiB of /usr files;
+                                       DIR/after.img: the same with 8 MiB overwritten inside a file (through a loop mount)
 
 The /usr slice is the first files of /usr in sorted path order, so the same machine image gives the same tree.
 Everything generated comes from a seeded PRNG.
 """
 import os, random, subprocess, sys
 
-FULL = dict(small=20_000, files=97_000, usr_bytes=950 << 20, big=512 << 20, sparse=1 << 30, max_file=1 << 20)
-QUICK = dict(small=2_000, files=12_000, usr_bytes=150 << 20, big=64 << 20, sparse=256 << 20, max_file=1 << 20)
+FULL = dict(small=20_000, files=97_000, usr_bytes=950 << 20, big=512 << 20, sparse=1 << 30, max_file=1 << 20,
+            disk_bytes=700 << 20, disk_size="2G")
+QUICK = dict(small=2_000, files=12_000, usr_bytes=150 << 20, big=64 << 20, sparse=256 << 20, max_file=1 << 20,
+             disk_bytes=150 << 20, disk_size="512M")
 
 
 def usr_slice(limit_files, limit_bytes, max_file):
@@ -108,10 +112,52 @@ def mutate(d, seed):
         f.write(rng.randbytes(4 << 20))
 
 
+def make_disk(d, quick, seed=8):
+    """before.img: an ext4 image of a /usr slice (files up to 64 MiB); after.img: a sparse copy changed by
+    `change_image` with 8 MiB overwritten. Returns both paths."""
+    cfg = QUICK if quick else FULL
+    os.makedirs(d)
+    staging = os.path.join(d, "fs")
+    lst = os.path.join(d, ".files-from")
+    with open(lst, "w") as f:
+        f.write("\n".join(usr_slice(10**9, cfg["disk_bytes"], 64 << 20)) + "\n")
+    subprocess.run(["rsync", "-aHAX", "--files-from", lst, "/", staging], check=True)
+    before, after = os.path.join(d, "before.img"), os.path.join(d, "after.img")
+    subprocess.run(["mkfs.ext4", "-q", "-F", "-d", staging, before, cfg["disk_size"]], check=True)
+    subprocess.run(["rm", "-rf", staging, lst], check=True)
+    subprocess.run(["cp", "--sparse=always", before, after], check=True)
+    change_image(after, random.Random(seed))
+    return before, after
+
+
+def change_image(image, rng, new_files=0):
+    """Through a loop mount of `image`: 8 MiB overwritten at a random place of its largest file, then `new_files`
+    new 4 KiB files spread over up to 50 directories."""
+    mnt = image + ".mnt"
+    os.makedirs(mnt)
+    subprocess.run(["mount", "-o", "loop", image, mnt], check=True)
+    try:
+        files = [os.path.join(r, n) for r, _, ns in sorted(os.walk(mnt)) for n in sorted(ns)]
+        files = [f for f in files if os.path.isfile(f) and not os.path.islink(f)]
+        largest = max(files, key=os.path.getsize)
+        with open(largest, "r+b") as f:
+            f.seek(rng.randrange(0, max(1, os.path.getsize(largest) - (8 << 20))))
+            f.write(rng.randbytes(8 << 20))
+        dirs = sorted({os.path.dirname(f) for f in files})
+        for i in range(new_files):
+            with open(os.path.join(dirs[i * 7919 % len(dirs)], f"bench-new-{i}"), "wb") as f:
+                f.write(rng.randbytes(4096))
+    finally:
+        subprocess.run(["umount", mnt], check=True)
+        os.rmdir(mnt)
+
+
 if __name__ == "__main__":
     if len(sys.argv) >= 3 and sys.argv[1] == "make":
         make(sys.argv[2], "--quick" in sys.argv)
     elif len(sys.argv) >= 3 and sys.argv[1] == "mutate":
         mutate(sys.argv[2], int(sys.argv[sys.argv.index("--seed") + 1]) if "--seed" in sys.argv else 1)
+    elif len(sys.argv) >= 3 and sys.argv[1] == "disk":
+        make_disk(sys.argv[2], "--quick" in sys.argv)
     else:
         sys.exit(__doc__)

@@ -4,52 +4,27 @@ chunk count and random 4 KiB reads through the mount, for each size given (defau
 
 The disk: a 2 GiB ext4 image made with `mkfs.ext4 -d` from a copy of system files (--source, default
 /usr/lib/x86_64-linux-gnu). The change, made through a loop mount of a copy of the image: 8 MiB overwritten in place
-in the largest file, plus 200 new 4 KiB files spread over 50 directories (scattered writes, the case that punishes
-large chunks), plus the ext4 metadata and journal blocks those touch. Seeded, so every size sees the same bytes.
+in the largest file, plus 200 new 4 KiB files spread over up to 200 directories (scattered writes, the case that
+punishes large chunks), plus the ext4 metadata and journal blocks those touch. Seeded, so every size sees the same bytes.
 
 Usage (root; needs mkfs.ext4, losetup, GNU time): python3 scripts/bench/disk_chunk.py --coffer target/release/coffer
 """
 import argparse, json, os, random, shutil, statistics, subprocess, sys, tempfile, time
 
 sys.path.insert(0, os.path.dirname(__file__))
+import dataset  # noqa: E402
 from tools import PASSPHRASE, dir_size, run  # noqa: E402
 
 SIZES = {"256K": 256 << 10, "1M": 1 << 20, "4M": 4 << 20}
 
 
-def sh(cmd):
-    subprocess.run(cmd, shell=True, check=True)
-
-
 def make_images(work, source, seed):
     """Builds before.img from `source` and after.img = before.img plus the seeded change. Returns both paths."""
-    before, after, mnt = (os.path.join(work, n) for n in ("before.img", "after.img", "mnt"))
-    sh(f"mkfs.ext4 -q -F -d {source} {before} 2G")
-    sh(f"cp --sparse=always {before} {after}")
-    os.makedirs(mnt)
-    sh(f"mount -o loop {after} {mnt}")
-    try:
-        change_tree(mnt, random.Random(seed))
-    finally:
-        sh(f"umount {mnt}")
+    before, after = os.path.join(work, "before.img"), os.path.join(work, "after.img")
+    subprocess.run(["mkfs.ext4", "-q", "-F", "-d", source, before, "2G"], check=True)
+    subprocess.run(["cp", "--sparse=always", before, after], check=True)
+    dataset.change_image(after, random.Random(seed), new_files=200)
     return before, after
-
-
-def change_tree(root, rng):
-    """8 MiB overwritten in the largest file and 200 new 4 KiB files in 50 directories."""
-    files = [os.path.join(d, f) for d, _, fs in os.walk(root) for f in fs]
-    files = [f for f in files if os.path.isfile(f) and not os.path.islink(f)]
-    largest = max(files, key=os.path.getsize)
-    size = os.path.getsize(largest)
-    with open(largest, "r+b") as f:
-        f.seek(rng.randrange(0, max(1, size - (8 << 20))))
-        f.write(rng.randbytes(8 << 20))
-    dirs = sorted({os.path.dirname(f) for f in files})
-    for i, d in enumerate(rng.sample(dirs, min(50, len(dirs)))):
-        for j in range(4):
-            with open(os.path.join(d, f"coffer-bench-{i}-{j}"), "wb") as f:
-                f.write(rng.randbytes(4096))
-    os.sync()
 
 
 def coffer(binary, vault, *args):

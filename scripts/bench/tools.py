@@ -67,6 +67,10 @@ class Tool:
     def env(self):
         return dict(os.environ)
 
+    def backup_disk(self, image):
+        """Backs up a raw disk image; tools without disk support back it up as a file."""
+        return self.backup(image)
+
 
 class Coffer(Tool):
     name = "coffer"
@@ -83,6 +87,9 @@ class Coffer(Tool):
 
     def backup(self, src):
         return run([self.bin, "-q", "backup", src], self.env())
+
+    def backup_disk(self, image):
+        return run([self.bin, "-q", "backup", "--disk", f"disk={image}"], self.env())
 
     def restore(self, src, target):
         r = run([self.bin, "-q", "restore", "latest", "--target", target], self.env())

@@ -20,9 +20,9 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 /// Chunk size for disks: 1 MiB, chosen by measurement (docs/benchmarks.md, "Disk chunk size"). Against 256 KiB it
-/// stores about 30% more after scattered small writes and reads a random block slower, but keeps a quarter of the
-/// index entries and node pieces per disk and a 4% smaller first backup; 4 MiB stores 60% more per incremental.
-/// `backup --disk-chunk-size` (hidden) exists for that benchmark.
+/// stores about a third more after scattered small writes and reads a random block slower, but keeps a quarter of
+/// the index entries and node pieces per disk and makes a 4% smaller first backup; 4 MiB stores over half again as
+/// much per incremental. `backup --disk-chunk-size` (hidden) exists for that benchmark.
 pub const DISK_CHUNK: u64 = 1 << 20;
 
 /// A disk to back up: its name in the point and where to read it.
