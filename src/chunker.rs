@@ -74,14 +74,22 @@ impl Chunker {
         n
     }
 
-    /// Chunks of a byte stream, read in large blocks.
+    /// Chunks of a byte stream of unknown length, read in large blocks.
     pub fn stream<R: Read>(&self, reader: R) -> ChunkStream<'_, R> {
+        self.stream_sized(reader, u64::MAX)
+    }
+
+    /// Chunks of a byte stream expected to hold `len` bytes (a hint: a stream that ends early or goes on is still
+    /// chunked exactly). The buffer is sized from the hint, so a small file is read with one `read` and handed on
+    /// without a copy.
+    pub fn stream_sized<R: Read>(&self, reader: R, len: u64) -> ChunkStream<'_, R> {
         ChunkStream {
             chunker: self,
             reader,
             buf: Vec::new(),
             pos: 0,
             eof: false,
+            expected: len,
         }
     }
 }
@@ -93,6 +101,8 @@ pub struct ChunkStream<'a, R> {
     buf: Vec<u8>,
     pos: usize,
     eof: bool,
+    /// Bytes the stream is still expected to hold (the size hint less what was read).
+    expected: u64,
 }
 
 impl<R: Read> ChunkStream<'_, R> {
@@ -107,6 +117,10 @@ impl<R: Read> ChunkStream<'_, R> {
             return Ok(None);
         }
         let n = self.chunker.cut(avail);
+        if self.eof && self.pos == 0 && n == self.buf.len() {
+            // The whole rest of the stream is one chunk (every small file): hand over the buffer itself.
+            return Ok(Some(std::mem::take(&mut self.buf)));
+        }
         let chunk = avail[..n].to_vec();
         self.pos += n;
         Ok(Some(chunk))
@@ -117,8 +131,12 @@ impl<R: Read> ChunkStream<'_, R> {
         self.buf.drain(..self.pos);
         self.pos = 0;
         let want = (target - self.buf.len()) as u64;
-        let got = (&mut self.reader).take(want).read_to_end(&mut self.buf)?;
-        if (got as u64) < want {
+        // Room for what the hint promises (plus one byte, so reaching the end costs no buffer growth): then
+        // `read_to_end` needs no small probe reads and no reallocations.
+        self.buf.reserve(want.min(self.expected.saturating_add(1)) as usize);
+        let got = (&mut self.reader).take(want).read_to_end(&mut self.buf)? as u64;
+        self.expected = self.expected.saturating_sub(got);
+        if got < want {
             self.eof = true;
         }
         Ok(())
@@ -197,9 +215,15 @@ mod tests {
 
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(24))]
-        /// Streaming through a reader that returns tiny reads gives the same chunks as one in-memory pass.
+        /// Streaming through a reader that returns tiny reads gives the same chunks as one in-memory pass, with or
+        /// without a size hint, right or wrong.
         #[test]
-        fn streaming_matches_memory(len in 0usize..300_000, seed in any::<u64>(), step in 1usize..5000) {
+        fn streaming_matches_memory(
+            len in 0usize..300_000,
+            seed in any::<u64>(),
+            step in 1usize..5000,
+            hint in proptest::option::of(0u64..400_000),
+        ) {
             let c = Chunker::new(small(), seed);
             let d = data(len, seed);
             let mut expected = Vec::new();
@@ -210,7 +234,11 @@ mod tests {
                 rest = &rest[n..];
             }
             let reader = Trickle { data: &d, step };
-            let mut s = c.stream(reader);
+            // A size hint, right or wrong, must not change the chunks.
+            let mut s = match hint {
+                Some(h) => c.stream_sized(reader, h),
+                None => c.stream(reader),
+            };
             let mut got = Vec::new();
             while let Some(ch) = s.next_chunk().unwrap() { got.push(ch); }
             prop_assert_eq!(got, expected);

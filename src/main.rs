@@ -20,6 +20,7 @@ fn main() -> ExitCode {
             msg.unwrap_or_else(|| "panic".into())
         );
     }));
+    limit_malloc_arenas();
     let args: Vec<String> = std::env::args().collect();
     let invoked_as = args.first().and_then(|a| a.rsplit('/').next()).unwrap_or("");
     if args.get(1).map(String::as_str) == Some("__guard") {
@@ -37,4 +38,12 @@ fn main() -> ExitCode {
             ExitCode::from(1)
         }
     }
+}
+
+/// Two malloc arenas instead of one per thread. Backups, restores and mounts hand 1-4 MiB buffers between threads;
+/// per-thread arenas keep what each thread freed. Measured, same speed both times: the mount's peak while reading a
+/// 512 MiB file 205 -> 152 MiB; a first backup of the benchmark tree 142-159 -> 119-122 MiB.
+fn limit_malloc_arenas() {
+    // SAFETY: mallopt only changes allocator settings; called first in main, before any thread exists.
+    unsafe { libc::mallopt(libc::M_ARENA_MAX, 2) };
 }

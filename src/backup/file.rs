@@ -70,7 +70,7 @@ fn chunk_region(
         pos: start,
         end: start + len,
     };
-    let mut stream = vault.chunker().stream(reader);
+    let mut stream = vault.chunker().stream_sized(reader, len);
     let mut offset = start;
     while let Some(chunk) = stream.next_chunk()? {
         let id = vault.keys().chunk_id(&chunk);

