@@ -38,18 +38,23 @@ pub fn execute(view: &View, plan: &Plan, target: &Path, opts: &RestoreOptions) -
 
     let errors = Mutex::new(plan.missing.clone());
     let fail = |msg: String| errors.lock().expect("errors lock").push(msg);
-    for e in &plan.entries {
-        if let Err(err) = create_entry(target, e, plan) {
-            fail(format!("{}: {err}", e.source.display()));
-        }
-    }
+    let t0 = std::time::Instant::now();
+    create_all(plan, target, &fail);
+    let t1 = std::time::Instant::now();
     let (bytes, reads) = (AtomicU64::new(0), AtomicU64::new(0));
     plan.packs.par_iter().for_each(|p| {
         restore_pack(view, plan, p, target, &bytes, &reads)
             .into_iter()
             .for_each(fail)
     });
+    let t2 = std::time::Instant::now();
     apply_all_metadata(plan, target, opts, &fail);
+    log::debug!(
+        "restore: entries created in {:.2?}, content written in {:.2?}, metadata applied in {:.2?}",
+        t1 - t0,
+        t2 - t1,
+        t2.elapsed()
+    );
     let mut errors = errors.into_inner().expect("errors lock");
     errors.sort();
     Ok(Report {
@@ -60,8 +65,25 @@ pub fn execute(view: &View, plan: &Plan, target: &Path, opts: &RestoreOptions) -
     })
 }
 
-/// Creates one entry with no content yet: directories (owner-only until metadata is applied), empty files of the
-/// final size (so holes stay holes), links and special files. An existing non-directory in the way is replaced.
+/// Creates every entry with no content yet: directories first, in plan order (parents before children), then files,
+/// links and special files in parallel, then hard links (whose first name must exist).
+fn create_all(plan: &Plan, target: &Path, fail: &(dyn Fn(String) + Sync)) {
+    let create = |e: &PlanEntry| {
+        if let Err(err) = create_entry(target, e, plan) {
+            fail(format!("{}: {err}", e.source.display()));
+        }
+    };
+    let is_link = |e: &&PlanEntry| matches!(e.action, Action::Hardlink(_));
+    plan.entries.iter().filter(|e| e.action == Action::Dir).for_each(create);
+    plan.entries
+        .par_iter()
+        .filter(|e| e.action != Action::Dir && !is_link(e))
+        .for_each(create);
+    plan.entries.iter().filter(is_link).for_each(create);
+}
+
+/// Creates one entry: a directory (owner-only until metadata is applied), an empty file of the final size (so holes
+/// stay holes), a link or a special file. A non-directory in the way is replaced; an existing directory is kept.
 fn create_entry(target: &Path, e: &PlanEntry, plan: &Plan) -> std::io::Result<()> {
     let path = target.join(&e.target);
     if e.action == Action::Dir {
@@ -70,22 +92,31 @@ fn create_entry(target: &Path, e: &PlanEntry, plan: &Plan) -> std::io::Result<()
             other => other,
         };
     }
-    match fs::symlink_metadata(&path) {
-        Ok(md) if md.is_dir() => fs::remove_dir_all(&path)?,
-        Ok(_) => fs::remove_file(&path)?,
-        Err(_) => {}
+    // Restores usually go to fresh places: try to create first, and look at what is in the way only when something is.
+    match create_non_dir(target, &path, e, plan) {
+        Err(err) if err.kind() == ErrorKind::AlreadyExists => {
+            match fs::symlink_metadata(&path) {
+                Ok(md) if md.is_dir() => fs::remove_dir_all(&path)?,
+                Ok(_) => fs::remove_file(&path)?,
+                Err(_) => {}
+            }
+            create_non_dir(target, &path, e, plan)
+        }
+        other => other,
     }
+}
+
+fn create_non_dir(target: &Path, path: &Path, e: &PlanEntry, plan: &Plan) -> std::io::Result<()> {
     match e.action {
         Action::File => {
-            let f = OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(0o600)
-                .open(&path)?;
+            let f = OpenOptions::new().write(true).create_new(true).mode(0o600).open(path)?;
             f.set_len(e.node.size)
         }
-        Action::Hardlink(first) => fs::hard_link(target.join(&plan.entries[first].target), &path),
-        _ => fsmeta::create_special(&path, &e.node).map_err(std::io::Error::other),
+        Action::Hardlink(first) => fs::hard_link(target.join(&plan.entries[first].target), path),
+        _ => fsmeta::create_special(path, &e.node).map_err(|err| match err {
+            fsmeta::FsError::Io { err, .. } if err.kind() == ErrorKind::AlreadyExists => err,
+            other => std::io::Error::other(other),
+        }),
     }
 }
 
