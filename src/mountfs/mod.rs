@@ -3,6 +3,7 @@
 //!
 //! Recovery points never change, so everything here is read-only and the kernel may cache it for as long as it likes.
 
+mod background;
 mod cache;
 mod inodes;
 mod layout;
@@ -109,6 +110,8 @@ pub struct MountFs {
     prefetched: Mutex<lru::LruCache<crate::format::ids::TreeId, Vec<u8>>>,
     /// Milliseconds since the epoch of the last file open (see `prefetch`).
     last_file_open: AtomicU64,
+    /// Threads for prefetch and read-ahead.
+    background: background::Background,
 }
 
 impl MountFs {
@@ -137,6 +140,7 @@ impl MountFs {
             next_handle: AtomicU64::new(1),
             last_file_open: AtomicU64::new(0),
             prefetched: Mutex::new(lru::LruCache::new(std::num::NonZeroUsize::new(1024).expect("non-zero"))),
+            background: background::Background::new(std::thread::available_parallelism().map_or(2, |n| n.get())),
         }
     }
 
@@ -395,7 +399,7 @@ impl MountFs {
         let subtrees: Vec<_> = tree.nodes.iter().filter_map(|n| n.subtree).collect();
         if !subtrees.is_empty() {
             let view = self.view.clone();
-            rayon::spawn(move || view.prefetch_trees(&subtrees));
+            self.background.spawn(move || view.prefetch_trees(&subtrees));
         }
         let node = |i: usize| NodeRef::new(tree.clone(), i);
         Ok((0..tree.nodes.len())
@@ -574,7 +578,7 @@ impl MountFs {
             .collect();
         for id in ids.into_iter().filter(|id| !self.cache.contains(id)) {
             let (cache, vault) = (self.cache.clone(), self.view.vault().clone());
-            rayon::spawn(move || {
+            self.background.spawn(move || {
                 let _ = cache.get(&vault, &id);
             });
         }

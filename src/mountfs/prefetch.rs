@@ -77,7 +77,7 @@ impl MountFs {
         self.prefetched.lock().expect("prefetch lock").put(tree_id, mark);
         if !ids.is_empty() {
             let (cache, vault) = (self.cache.clone(), self.view.vault().clone());
-            rayon::spawn(move || decode_into(&vault, &cache, &ids));
+            self.background.spawn(move || decode_into(&vault, &cache, &ids));
         }
     }
 
