@@ -266,13 +266,16 @@ fn scripts_decide_the_level_and_post_scripts_always_run() {
         "a post-script did not run"
     );
 
-    // SIGTERM while the data is read: post-scripts still run, no point is made.
+    // SIGTERM while the data is read: post-scripts still run, no point is made. The pre-script marks the moment the
+    // backup is under way (a fixed sleep raced with process start-up on a loaded machine).
+    let started = tmp.path().join("started");
+    let pre = format!("touch {}", s(&started));
     let mut child = c
         .cmd(&[
             "backup",
             s(&src),
             "--pre-script",
-            "true",
+            &pre,
             "--post-script",
             &post,
             "--command",
@@ -282,7 +285,11 @@ fn scripts_decide_the_level_and_post_scripts_always_run() {
         ])
         .spawn()
         .unwrap();
-    std::thread::sleep(Duration::from_millis(700));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !started.exists() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_millis(200));
     // SAFETY: signalling our own child.
     unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
     let status = child.wait().unwrap();
