@@ -307,6 +307,18 @@ fn bad_mount_points_are_refused() {
     let file = tmp.path().join("file");
     std::fs::write(&file, b"x").unwrap();
     assert!(c.fails(&["mount", file.to_str().unwrap()]).contains("not a directory"));
+
+    // With --daemon the background process opens the vault; its error comes back as the command's one line.
+    let empty = tmp.path().join("empty");
+    std::fs::create_dir(&empty).unwrap();
+    let err = c.fails(&["mount", "--daemon", "--point", "nope", empty.to_str().unwrap()]);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("'nope' is not a recovery point"), "{err}");
+    let mut wrong = c.cmd(&["mount", "--daemon", empty.to_str().unwrap()]);
+    let out = wrong.env("COFFER_PASSWORD", "not the passphrase").output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("wrong passphrase"), "{err}");
+    assert!(!is_mounted(&empty));
 }
 
 /// `/sbin/mount.fuse.coffer` pointing at the binary under test, removed when dropped.

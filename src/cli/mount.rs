@@ -41,6 +41,10 @@ pub struct Args {
     /// Threads answering the kernel's requests
     #[arg(long, default_value_t = 8)]
     pub threads: usize,
+    /// Internal: started by `--daemon`; errors before the mount is up go to the parent through stderr, which is
+    /// let go once the mount is up.
+    #[arg(long, hide = true)]
+    pub daemon_child: bool,
 }
 
 pub fn run(g: &Global, a: Args) -> Result<ExitCode> {
@@ -48,6 +52,11 @@ pub fn run(g: &Global, a: Args) -> Result<ExitCode> {
     // waiting thread ever sees SIGINT/SIGTERM/SIGHUP.
     let signals = block_signals();
     check_mountpoint(&a.mountpoint, g)?;
+    if a.daemon {
+        // The child opens the vault (a second key derivation here would double the time to ready) and relays any
+        // error to us.
+        return daemonize(g, &a);
+    }
     let vault = g.open()?;
     let filter = PointFilter {
         host: a.host.clone(),
@@ -58,9 +67,6 @@ pub fn run(g: &Global, a: Args) -> Result<ExitCode> {
         Some(spec) => Some(resolve_point(&vault, spec, &filter)?.id),
         None => None,
     };
-    if a.daemon {
-        return daemonize(g, &a);
-    }
     let points: Vec<PointRecord> = vault.load_points()?.into_iter().filter(|p| filter.matches(p)).collect();
     let opts = MountOptions {
         cache_bytes: a.cache_size,
@@ -108,6 +114,9 @@ fn serve(fs: FuseFs, a: &Args, last_access: Arc<AtomicU64>, signals: SigSet) -> 
         });
     }
     raise_read_ahead(&a.mountpoint);
+    if a.daemon_child {
+        release_stderr();
+    }
     session.run().context("serving the mount")?;
     Ok(ExitCode::SUCCESS)
 }
@@ -130,12 +139,14 @@ fn check_mountpoint(mp: &Path, g: &Global) -> Result<()> {
     Ok(())
 }
 
-/// Runs this same command without `--daemon` in a new session, and returns once its mount answers.
+/// Runs this same command without `--daemon` in a new session, and returns once its mount answers; if the child
+/// exits first, fails with the error it printed.
 fn daemonize(g: &Global, a: &Args) -> Result<ExitCode> {
     let args: Vec<String> = std::env::args().filter(|x| x != "--daemon").collect();
     let mut cmd = std::process::Command::new(std::env::current_exe()?);
     let quiet = std::process::Stdio::null;
-    cmd.args(&args[1..]).stdin(quiet()).stdout(quiet()).stderr(quiet());
+    cmd.args(&args[1..]).arg("--daemon-child");
+    cmd.stdin(quiet()).stdout(quiet()).stderr(std::process::Stdio::piped());
     if let Some(p) = g.passphrase_for_child()? {
         cmd.env("COFFER_PASSWORD", p);
     }
@@ -150,7 +161,14 @@ fn daemonize(g: &Global, a: &Args) -> Result<ExitCode> {
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
     while std::time::Instant::now() < deadline {
         if let Some(status) = child.try_wait()? {
-            bail!("the mount process exited ({status}) before the mount was ready");
+            let mut said = String::new();
+            if let Some(mut err) = child.stderr.take() {
+                let _ = std::io::Read::read_to_string(&mut err, &mut said);
+            }
+            match said.lines().rev().find(|l| !l.trim().is_empty()) {
+                Some(line) => bail!("{}", line.trim_start_matches("coffer: error: ")),
+                None => bail!("the mount process exited ({status}) before the mount was ready"),
+            }
         }
         if is_mounted(&a.mountpoint) {
             return Ok(ExitCode::SUCCESS);
@@ -159,6 +177,15 @@ fn daemonize(g: &Global, a: &Args) -> Result<ExitCode> {
         std::thread::sleep(Duration::from_millis(5));
     }
     bail!("the mount on {} was not ready after 60 s", a.mountpoint.display())
+}
+
+/// Points stderr at /dev/null: the `--daemon` parent that read it is gone once the mount is up, and writing to a
+/// pipe nobody reads would fail.
+fn release_stderr() {
+    if let Ok(null) = std::fs::OpenOptions::new().write(true).open("/dev/null") {
+        // SAFETY: dup2 onto fd 2 of an open descriptor; `null` is closed when dropped, fd 2 stays valid.
+        unsafe { libc::dup2(std::os::fd::AsRawFd::as_raw_fd(&null), 2) };
+    }
 }
 
 /// `coffer umount MOUNTPOINT`

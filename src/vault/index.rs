@@ -23,10 +23,40 @@ pub struct PackInfo {
     pub size: u64,
 }
 
+/// Hashes a blob id by its first 8 bytes. Ids are keyed BLAKE3 MACs, uniformly distributed and not choosable without
+/// the vault's key, so SipHash's protection buys nothing; it made up about 4% of opening a vault (profiled `list`).
+#[derive(Clone, Copy, Default)]
+pub struct IdHash;
+
+impl std::hash::BuildHasher for IdHash {
+    type Hasher = IdHasher;
+    fn build_hasher(&self) -> IdHasher {
+        IdHasher(0)
+    }
+}
+
+/// See [`IdHash`]. XORs together the first 8 bytes of each write: hashing a `[u8; 32]` writes its length, then
+/// its bytes, so the result is the id's first 8 bytes with a constant mixed in: still uniform.
+#[derive(Default)]
+pub struct IdHasher(u64);
+
+impl std::hash::Hasher for IdHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        let mut first = [0u8; 8];
+        let n = bytes.len().min(8);
+        first[..n].copy_from_slice(&bytes[..n]);
+        self.0 ^= u64::from_le_bytes(first);
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
 /// All blobs of the vault that index files list. A blob listed in several packs keeps its first location.
 #[derive(Default)]
 pub struct Index {
-    blobs: HashMap<[u8; 32], Location>,
+    blobs: HashMap<[u8; 32], Location, IdHash>,
     packs: Vec<PackInfo>,
     pack_numbers: HashMap<PackId, u32>,
 }
