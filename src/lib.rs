@@ -13,6 +13,7 @@ pub mod maintain;
 pub mod mountfs;
 pub mod partition;
 pub mod restore;
+pub mod retention;
 pub mod store;
 pub mod util;
 pub mod vault;
