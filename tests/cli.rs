@@ -327,3 +327,24 @@ fn a_file_growing_during_backup_is_reported_with_exit_3() {
     let rec = json(&String::from_utf8_lossy(&o.stdout));
     assert!(rec["errors"][0]["path"].as_str().unwrap().ends_with("growing.log"));
 }
+
+#[test]
+fn restore_replaces_whatever_stands_in_the_way() {
+    let (tmp, c, src) = setup(Scale::Small);
+    let id = c.ok(&["backup", src.to_str().unwrap()]).trim().to_string();
+    let target = tmp.path().join("restore");
+    c.ok(&["restore", &id, "--target", target.to_str().unwrap()]);
+    let got = restored(&target, &src);
+    // A directory where a file was, a file where a symlink was, a symlink where a hard link was.
+    let file = got.join("files/small.txt");
+    std::fs::remove_file(&file).unwrap();
+    std::fs::create_dir_all(file.join("inner")).unwrap();
+    let link = got.join("sym/relative");
+    std::fs::remove_file(&link).unwrap();
+    std::fs::write(&link, b"not a link").unwrap();
+    let hard = got.join("hard/pair-2");
+    std::fs::remove_file(&hard).unwrap();
+    std::os::unix::fs::symlink("elsewhere", &hard).unwrap();
+    c.ok(&["restore", &id, "--target", target.to_str().unwrap()]);
+    assert_same(&src, &got);
+}

@@ -83,7 +83,8 @@ fn create_all(plan: &Plan, target: &Path, fail: &(dyn Fn(String) + Sync)) {
 }
 
 /// Creates one entry: a directory (owner-only until metadata is applied), an empty file of the final size (so holes
-/// stay holes), a link or a special file. A non-directory in the way is replaced; an existing directory is kept.
+/// stay holes), a link or a special file. Whatever stands where a non-directory goes is replaced (a directory with
+/// its contents); an existing directory where a directory goes is kept.
 fn create_entry(target: &Path, e: &PlanEntry, plan: &Plan) -> std::io::Result<()> {
     let path = target.join(&e.target);
     if e.action == Action::Dir {
