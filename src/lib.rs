@@ -14,6 +14,7 @@ pub mod mountfs;
 pub mod partition;
 pub mod restore;
 pub mod retention;
+pub mod span;
 pub mod store;
 pub mod util;
 pub mod vault;

@@ -6,11 +6,14 @@
 //! keeps every point carrying one of the tags. A point is kept if any rule keeps it. Periods are UTC calendar
 //! periods (weeks are ISO weeks), so a decision does not depend on the machine's time zone.
 
+use crate::span::CalSpan;
 use jiff::Timestamp;
 use jiff::tz::TimeZone;
+use serde::{Deserialize, Serialize};
 
 /// A retention policy; a count of 0 turns its rule off.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct Policy {
     pub last: u32,
     pub hourly: u32,
@@ -18,8 +21,8 @@ pub struct Policy {
     pub weekly: u32,
     pub monthly: u32,
     pub yearly: u32,
-    /// Keep points at most this many seconds older than the newest one.
-    pub within_secs: Option<i64>,
+    /// Keep points at most this much older than the newest one.
+    pub within: Option<CalSpan>,
     pub tags: Vec<String>,
 }
 
@@ -34,7 +37,7 @@ impl Policy {
             self.monthly,
             self.yearly,
         ];
-        counts.iter().all(|&n| n == 0) && self.within_secs.is_none() && self.tags.is_empty()
+        counts.iter().all(|&n| n == 0) && self.within.is_none() && self.tags.is_empty()
     }
 }
 
@@ -84,11 +87,11 @@ pub fn decide(policy: &Policy, points: &[Candidate]) -> Result<Vec<Decision>, Re
             }
         }
     }
-    if let (Some(secs), Some(&newest)) = (policy.within_secs, order.first()) {
-        let since = points[newest].time.as_second().saturating_sub(secs);
+    if let (Some(span), Some(&newest)) = (policy.within, order.first()) {
+        let since = span.before(points[newest].time);
         for &i in &order {
-            if points[i].time.as_second() >= since {
-                reasons[i].push(format!("within {secs}s of the newest"));
+            if points[i].time >= since {
+                reasons[i].push(format!("within {span} of the newest"));
             }
         }
     }

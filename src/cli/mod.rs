@@ -3,11 +3,13 @@
 mod backup;
 mod cat;
 mod check;
+mod forget;
 mod key;
 mod list;
 mod ls;
 mod mount;
 mod restore;
+mod settings;
 mod signals;
 
 use anyhow::{Context, Result, bail};
@@ -81,6 +83,20 @@ enum Command {
     /// Manage the passphrases (keys) that open the vault
     #[command(subcommand)]
     Key(key::KeyCommand),
+    /// Move recovery points that no retention rule keeps to the recycle bin
+    Forget(forget::Args),
+    /// Bring recovery points back from the recycle bin, unchanged
+    Undelete {
+        /// Point id or unique prefix (repeatable)
+        #[arg(required = true)]
+        ids: Vec<String>,
+    },
+    /// Manage the retention policies stored in the vault
+    #[command(subcommand)]
+    Policy(settings::PolicyCommand),
+    /// Show or change vault settings (immutability, soft-delete window)
+    #[command(subcommand)]
+    Vault(settings::VaultCommand),
 }
 
 /// Options every command sees.
@@ -132,6 +148,10 @@ pub fn run() -> Result<ExitCode> {
         Command::Key(k) => key::run(&g, k),
         Command::Mount(a) => mount::run(&g, a),
         Command::Umount { mountpoint } => mount::umount(&mountpoint),
+        Command::Forget(a) => forget::run(&g, a),
+        Command::Undelete { ids } => forget::undelete(&g, &ids),
+        Command::Policy(c) => settings::policy(&g, c),
+        Command::Vault(c) => settings::vault_settings(&g, c),
     }
 }
 

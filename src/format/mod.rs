@@ -1,5 +1,6 @@
 //! Encodings of everything stored in a vault. No I/O here: bytes in, values out (see docs/format.md).
 
+pub mod admin;
 pub mod config;
 pub mod ids;
 pub mod index;

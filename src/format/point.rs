@@ -158,6 +158,32 @@ impl PointRecord {
     }
 }
 
+/// A point record with the given id, time and host, backing up `/x`, for tests.
+#[cfg(test)]
+pub fn sample(id: [u8; 32], time: &str, host: &str) -> PointRecord {
+    PointRecord {
+        version: POINT_VERSION,
+        id: PointId(id),
+        time: time.into(),
+        host: host.into(),
+        tags: vec![],
+        paths: vec!["/x".into()],
+        parent: None,
+        tree: TreeId([0; 32]),
+        stats: Default::default(),
+        errors: vec![],
+        skipped: vec![],
+        consistency: Default::default(),
+        consistency_report: Default::default(),
+        disks: vec![],
+        disks_tree: None,
+        streams: vec![],
+        streams_tree: None,
+        program_version: "test".into(),
+        duration_secs: 0.0,
+    }
+}
+
 pub fn point_name(id: &PointId) -> String {
     format!("points/{}", id.to_hex())
 }

@@ -43,7 +43,8 @@ impl CheckReport {
 pub fn check(vault: Arc<Vault>, read_data: bool) -> Result<CheckReport, VaultError> {
     let mut report = CheckReport::default();
     let bad_packs = check_packs(&vault, read_data, &mut report)?;
-    let points = vault.load_points()?;
+    // Points in the recycle bin count: they must stay restorable until prune purges them.
+    let points = vault.load_all_points()?;
     report.points = points.len();
     let view = View::new(vault.clone());
     let mut walker = TreeCheck {

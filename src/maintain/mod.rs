@@ -1,3 +1,5 @@
-//! Vault maintenance: `check` (and later forget, prune, stats).
+//! Vault maintenance: `check`, `forget` and the settings rules (later prune and stats).
 
 pub mod check;
+pub mod forget;
+pub mod settings;

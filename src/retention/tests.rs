@@ -62,7 +62,7 @@ fn within_tags_and_last() {
     ];
     points[2].tags = vec!["keep".into()];
     let policy = Policy {
-        within_secs: Some(5 * 86400),
+        within: Some(CalSpan::days(5)),
         tags: vec!["keep".into()],
         ..Policy::default()
     };
@@ -95,7 +95,7 @@ fn arb_policy() -> impl Strategy<Value = Policy> {
             weekly,
             monthly,
             yearly,
-            within_secs: None,
+            within: None,
             tags: vec![],
         }
     })

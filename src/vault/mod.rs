@@ -5,16 +5,18 @@
 //! - A blob is in the in-memory index only once the pack holding it is durably stored.
 //! - Every blob read is decrypted, decompressed and checked against its id before use.
 
+mod admin;
 mod blob;
 mod index;
 mod keys;
 mod points;
 mod writer;
 
+pub use admin::actor;
 pub use blob::{OpenError, SealedBlob};
 pub use index::{Index, Location, PackInfo};
 pub use keys::KeyInfo;
-pub use points::{PointFilter, resolve_point};
+pub use points::{PointFilter, match_prefix, resolve_point};
 pub use writer::{BlobWriter, WriteStats};
 
 use crate::chunker::{Chunker, ChunkerParams};

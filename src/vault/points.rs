@@ -24,16 +24,24 @@ impl PointFilter {
 }
 
 impl Vault {
-    /// Ids of every point, sorted by id.
+    /// Ids of every point not in the recycle bin, sorted by id.
     pub fn point_ids(&self) -> Result<Vec<PointId>, VaultError> {
-        let mut ids: Vec<PointId> = self
-            .store()
-            .list("points/")?
-            .iter()
-            .filter_map(|o| o.name.strip_prefix("points/").and_then(|h| PointId::from_hex(h).ok()))
-            .collect();
+        let deleted = self.deleted_ids()?;
+        let mut ids = self.all_point_ids()?;
+        ids.retain(|id| !deleted.contains(id));
+        Ok(ids)
+    }
+
+    /// Ids of every point record, also those in the recycle bin, sorted by id.
+    pub fn all_point_ids(&self) -> Result<Vec<PointId>, VaultError> {
+        let mut ids = ids_under(self, "points/")?;
         ids.sort();
         Ok(ids)
+    }
+
+    /// Ids of the points in the recycle bin (their tombstones' names; a tombstone may outlive its point briefly).
+    pub fn deleted_ids(&self) -> Result<std::collections::HashSet<PointId>, VaultError> {
+        Ok(ids_under(self, "deleted/")?.into_iter().collect())
     }
 
     pub fn load_point(&self, id: &PointId) -> Result<PointRecord, VaultError> {
@@ -42,10 +50,26 @@ impl Vault {
         PointRecord::decode(id, &bytes, self.keys()).map_err(|e| VaultError::damaged(name, e))
     }
 
-    /// Every point, oldest first.
+    /// Every point not in the recycle bin, oldest first.
     pub fn load_points(&self) -> Result<Vec<PointRecord>, VaultError> {
-        let ids = self.point_ids()?;
-        let mut points: Vec<PointRecord> = ids.par_iter().map(|id| self.load_point(id)).collect::<Result<_, _>>()?;
+        self.load_points_of(&self.point_ids()?)
+    }
+
+    /// Every point record, also those in the recycle bin (whose data must stay until they are purged), oldest first.
+    pub fn load_all_points(&self) -> Result<Vec<PointRecord>, VaultError> {
+        self.load_points_of(&self.all_point_ids()?)
+    }
+
+    fn load_points_of(&self, ids: &[PointId]) -> Result<Vec<PointRecord>, VaultError> {
+        // A point purged by a concurrent prune between the listing and the read is skipped, not an error.
+        let loaded: Vec<Option<PointRecord>> = ids
+            .par_iter()
+            .map(|id| match self.load_point(id) {
+                Err(VaultError::Store(crate::store::StoreError::NotFound(_))) => Ok(None),
+                r => r.map(Some),
+            })
+            .collect::<Result<_, _>>()?;
+        let mut points: Vec<PointRecord> = loaded.into_iter().flatten().collect();
         points.sort_by(|a, b| a.time.cmp(&b.time).then(a.id.cmp(&b.id)));
         Ok(points)
     }
@@ -55,6 +79,16 @@ impl Vault {
         self.store().create(&point_name(&rec.id), &rec.encode(self.keys()))?;
         Ok(())
     }
+}
+
+/// The ids named by the objects under `prefix` (`points/<hex>`, `deleted/<hex>`); other names are ignored.
+fn ids_under(vault: &Vault, prefix: &str) -> Result<Vec<PointId>, VaultError> {
+    Ok(vault
+        .store()
+        .list(prefix)?
+        .iter()
+        .filter_map(|o| o.name.strip_prefix(prefix).and_then(|h| PointId::from_hex(h).ok()))
+        .collect())
 }
 
 /// Finds the point a user means: `latest` (newest matching `filter`), a full id, or a unique id prefix.
@@ -67,13 +101,18 @@ pub fn resolve_point(vault: &Vault, spec: &str, filter: &PointFilter) -> Result<
             .find(|p| filter.matches(p))
             .ok_or_else(|| VaultError::Point("no recovery point matches 'latest'".into()));
     }
+    let ids = vault.point_ids()?;
+    match_prefix(vault, &ids, spec)
+}
+
+/// The one point among `ids` whose hex id starts with `spec`.
+pub fn match_prefix(vault: &Vault, ids: &[PointId], spec: &str) -> Result<PointRecord, VaultError> {
     let wanted = spec.to_lowercase();
     if wanted.is_empty() || !wanted.chars().all(|c| c.is_ascii_hexdigit()) {
         return Err(VaultError::Point(format!(
             "'{spec}' is not a recovery point id, id prefix or 'latest'"
         )));
     }
-    let ids = vault.point_ids()?;
     let matches: Vec<&PointId> = ids.iter().filter(|id| id.to_hex().starts_with(&wanted)).collect();
     match matches.as_slice() {
         [one] => vault.load_point(one),
@@ -88,31 +127,9 @@ pub fn resolve_point(vault: &Vault, spec: &str, filter: &PointFilter) -> Result<
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::format::ids::TreeId;
-    use crate::format::point::POINT_VERSION;
 
     fn point(id: [u8; 32], time: &str, host: &str) -> PointRecord {
-        PointRecord {
-            version: POINT_VERSION,
-            id: PointId(id),
-            time: time.into(),
-            host: host.into(),
-            tags: vec![],
-            paths: vec!["/x".into()],
-            parent: None,
-            tree: TreeId([0; 32]),
-            stats: Default::default(),
-            errors: vec![],
-            skipped: vec![],
-            consistency: Default::default(),
-            consistency_report: Default::default(),
-            disks: vec![],
-            disks_tree: None,
-            streams: vec![],
-            streams_tree: None,
-            program_version: "test".into(),
-            duration_secs: 0.0,
-        }
+        crate::format::point::sample(id, time, host)
     }
 
     #[test]
