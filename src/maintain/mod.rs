@@ -3,3 +3,4 @@
 pub mod check;
 pub mod forget;
 pub mod settings;
+pub mod usage;
