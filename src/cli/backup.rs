@@ -153,7 +153,7 @@ pub fn run(g: &Global, a: Args) -> Result<ExitCode> {
         read_threads: (2 * cores).max(4),
         seal_threads: cores,
     };
-    let vault = g.open()?;
+    let vault = g.open_shared("backup")?;
     let progress = Arc::new(Progress::default());
     let bar = (!g.quiet && std::io::stderr().is_terminal()).then(|| ProgressBar::start(progress.clone(), &a.paths));
     let cleanup = Cleanup::default();

@@ -5,7 +5,7 @@ use anyhow::Result;
 use std::process::ExitCode;
 
 pub fn run(g: &Global, read_data: bool) -> Result<ExitCode> {
-    let vault = g.open()?;
+    let vault = g.open_shared("check")?;
     let report = coffer::maintain::check::check(vault, read_data)?;
     if g.json {
         println!("{}", serde_json::to_string_pretty(&report)?);

@@ -71,10 +71,14 @@ pub struct Args {
     /// Show what would be removed, change nothing
     #[arg(long)]
     dry_run: bool,
+    /// Run prune afterwards (it frees data only of points whose soft-delete window is over)
+    #[arg(long)]
+    prune: bool,
 }
 
 pub fn run(g: &Global, a: Args) -> Result<ExitCode> {
-    let vault = g.open()?;
+    let vault = g.open_shared("forget")?;
+    let then_prune = a.prune && !a.dry_run;
     let rules = a.keep.policy();
     let rules = (!rules.is_empty()).then_some(rules);
     let filter = PointFilter {
@@ -90,7 +94,7 @@ pub fn run(g: &Global, a: Args) -> Result<ExitCode> {
     } else {
         remove(&vault, &verdicts, &settings.soft_delete)?
     };
-    print_verdicts(g, &verdicts, a.dry_run)?;
+    let listing = print_verdicts(g, &verdicts, a.dry_run);
     if !g.quiet {
         let gone = verdicts.iter().filter(|v| !v.keep).count();
         let kept = verdicts.len() - gone;
@@ -102,6 +106,20 @@ pub fn run(g: &Global, a: Args) -> Result<ExitCode> {
                 settings.soft_delete
             ),
         }
+    }
+    let mut pruned = None;
+    if then_prune {
+        drop(vault); // releases the shared lock, so prune can take its exclusive one
+        let report = super::prune::execute(g, &super::prune::Args::default())?;
+        super::prune::print(g, &report, false);
+        pruned = Some(super::prune::to_json(&report, false));
+    }
+    if g.json {
+        let out = match pruned {
+            Some(p) => serde_json::json!({"forget": listing, "prune": p}),
+            None => listing,
+        };
+        println!("{}", serde_json::to_string_pretty(&out)?);
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -117,7 +135,8 @@ fn remove(vault: &Vault, verdicts: &[Verdict], window: &CalSpan) -> Result<usize
     Ok(n)
 }
 
-fn print_verdicts(g: &Global, verdicts: &[Verdict], dry_run: bool) -> Result<()> {
+/// Prints the decisions as text, or returns them as JSON (printed by the caller, with prune's report if any).
+fn print_verdicts(g: &Global, verdicts: &[Verdict], dry_run: bool) -> serde_json::Value {
     if g.json {
         let arr: Vec<serde_json::Value> = verdicts
             .iter()
@@ -126,8 +145,7 @@ fn print_verdicts(g: &Global, verdicts: &[Verdict], dry_run: bool) -> Result<()>
                     "group": v.group, "keep": v.keep, "reasons": v.reasons})
             })
             .collect();
-        println!("{}", serde_json::to_string_pretty(&arr)?);
-        return Ok(());
+        return arr.into();
     }
     let mut group = None;
     for v in verdicts {
@@ -147,12 +165,12 @@ fn print_verdicts(g: &Global, verdicts: &[Verdict], dry_run: bool) -> Result<()>
             v.reasons.join(", ")
         );
     }
-    Ok(())
+    serde_json::Value::Null
 }
 
 /// `coffer undelete ID...`: takes points out of the recycle bin.
 pub fn undelete(g: &Global, specs: &[String]) -> Result<ExitCode> {
-    let vault = g.open()?;
+    let vault = g.open_shared("undelete")?;
     let deleted: Vec<_> = vault.deleted_ids()?.into_iter().collect();
     for spec in specs {
         let point = match_prefix(&vault, &deleted, spec)?;

@@ -8,12 +8,14 @@ mod key;
 mod list;
 mod ls;
 mod mount;
+mod prune;
 mod restore;
 mod settings;
 mod signals;
 
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
+use coffer::format::lock::LockKind;
 use coffer::store::LocalStore;
 use coffer::vault::{InitOptions, Vault};
 use std::io::IsTerminal;
@@ -45,6 +47,9 @@ pub struct Cli {
     /// Machine-readable JSON on stdout where the output is data
     #[arg(long, global = true)]
     json: bool,
+    /// How long to wait for a conflicting vault lock (a prune, or the backups a prune waits for) before giving up
+    #[arg(long, global = true, value_name = "SECS", default_value_t = 300)]
+    lock_wait: u64,
     #[command(subcommand)]
     command: Command,
 }
@@ -91,6 +96,14 @@ enum Command {
         #[arg(required = true)]
         ids: Vec<String>,
     },
+    /// Purge points whose soft-delete window is over and free the data no point uses (takes an exclusive lock)
+    Prune(prune::Args),
+    /// Remove stale locks (processes that are gone, or locks not refreshed for 30 minutes)
+    Unlock {
+        /// Remove every lock, also those of processes that may still run
+        #[arg(long)]
+        all: bool,
+    },
     /// Manage the retention policies stored in the vault
     #[command(subcommand)]
     Policy(settings::PolicyCommand),
@@ -103,6 +116,7 @@ enum Command {
 pub struct Global {
     pub json: bool,
     pub quiet: bool,
+    lock_wait: std::time::Duration,
     vault: Option<PathBuf>,
     password_file: Option<PathBuf>,
     password_command: Option<String>,
@@ -133,6 +147,7 @@ pub fn run() -> Result<ExitCode> {
     let g = Global {
         json: cli.json,
         quiet: cli.quiet,
+        lock_wait: std::time::Duration::from_secs(cli.lock_wait),
         vault: cli.vault,
         password_file: cli.password_file,
         password_command: cli.password_command,
@@ -150,6 +165,8 @@ pub fn run() -> Result<ExitCode> {
         Command::Umount { mountpoint } => mount::umount(&mountpoint),
         Command::Forget(a) => forget::run(&g, a),
         Command::Undelete { ids } => forget::undelete(&g, &ids),
+        Command::Prune(a) => prune::run(&g, &a),
+        Command::Unlock { all } => prune::unlock(&g, all),
         Command::Policy(c) => settings::policy(&g, c),
         Command::Vault(c) => settings::vault_settings(&g, c),
     }
@@ -199,6 +216,24 @@ impl Global {
         coffer::vault::read_config(store.as_ref())?;
         let pass = self.passphrase()?;
         Ok(Arc::new(Vault::open(store, pass.as_bytes())?))
+    }
+
+    /// Opens and unlocks the vault under a shared lock for `command` (see `Vault::open_locked`).
+    pub fn open_shared(&self, command: &str) -> Result<Arc<Vault>> {
+        self.open_locked(LockKind::Shared, command)
+    }
+
+    pub fn open_locked(&self, kind: LockKind, command: &str) -> Result<Arc<Vault>> {
+        let store = self.store()?;
+        coffer::vault::read_config(store.as_ref())?;
+        let pass = self.passphrase()?;
+        Ok(Arc::new(Vault::open_locked(
+            store,
+            pass.as_bytes(),
+            kind,
+            command,
+            self.lock_wait,
+        )?))
     }
 
     /// The passphrase of an existing vault: env, file, command, or a prompt on a terminal.

@@ -51,7 +51,7 @@ pub fn run(g: &Global, a: Args) -> Result<ExitCode> {
         excludes: Patterns::new(&a.excludes)?,
         owner: coffer::fsmeta::is_root(),
     };
-    let vault = g.open()?;
+    let vault = g.open_shared("restore")?;
     let rec = resolve_point(&vault, &point, &super::list::filter(a.host, vec![], a.source))?;
     let view = View::new(vault.clone());
     if let (Some(name), Some(to)) = (&a.disk, &a.to) {

@@ -2,5 +2,6 @@
 
 pub mod check;
 pub mod forget;
+pub mod prune;
 pub mod settings;
 pub mod usage;

@@ -16,6 +16,14 @@ impl MemoryStore {
         Self::default()
     }
 
+    /// An independent copy of every object (a snapshot of the store as it is now).
+    pub fn deep_copy(&self) -> MemoryStore {
+        let map = self.objects.read().expect("lock").clone();
+        MemoryStore {
+            objects: Arc::new(RwLock::new(map)),
+        }
+    }
+
     /// Replaces an object's bytes behind the trait's back, to simulate damage in tests.
     pub fn corrupt(&self, name: &str, f: impl FnOnce(&mut Vec<u8>)) {
         let mut map = self.objects.write().expect("lock");

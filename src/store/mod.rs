@@ -4,6 +4,8 @@
 //! listing by prefix. Nothing above it may assume a POSIX file system. The vault only ever adds objects during a
 //! backup and never rewrites one; content-addressed names make "create if absent" the only write needed.
 
+#[cfg(test)]
+pub mod faulty;
 mod local;
 mod memory;
 

@@ -9,6 +9,7 @@ mod admin;
 mod blob;
 mod index;
 mod keys;
+mod lock;
 mod points;
 mod writer;
 
@@ -16,14 +17,17 @@ pub use admin::actor;
 pub use blob::{OpenError, SealedBlob};
 pub use index::{Index, Location, PackInfo};
 pub use keys::KeyInfo;
+pub use lock::{FoundLock, LockGuard, STALE_AFTER};
 pub use points::{PointFilter, match_prefix, resolve_point};
 pub use writer::{BlobWriter, WriteStats};
+pub(crate) use writer::{OpenPack, store_pack};
 
 use crate::chunker::{Chunker, ChunkerParams};
 use crate::crypto::Keys;
 use crate::format::config::{CONFIG_NAME, FORMAT_NAME, VAULT_VERSION, VaultConfig};
 use crate::format::ids::{BlobKind, KeyId, PackId, TreeId};
 use crate::format::index::{IndexFile, IndexPack, index_name};
+use crate::format::lock::LockKind;
 use crate::format::pack::{self, TRAILER_LEN, pack_name};
 use crate::format::tree::Tree;
 use crate::store::{Store, StoreError};
@@ -58,6 +62,8 @@ pub enum VaultError {
     Point(String),
     #[error("{0}")]
     Key(String),
+    #[error("{0}")]
+    Locked(String),
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -114,6 +120,8 @@ pub struct Vault {
     master: [u8; 32],
     chunker: Chunker,
     index: RwLock<Index>,
+    /// The lock this process holds on the vault, if it took one; released when the vault is dropped.
+    lock: std::sync::Mutex<Option<LockGuard>>,
 }
 
 impl Vault {
@@ -143,11 +151,40 @@ impl Vault {
 
     /// Opens a vault: reads its config, finds the key that `passphrase` unlocks, and loads the index.
     pub fn open(store: Arc<dyn Store>, passphrase: &[u8]) -> Result<Vault, VaultError> {
-        let config = read_config(store.as_ref())?;
-        let (key_id, master) = keys::unlock(store.as_ref(), &config, passphrase)?;
-        let vault = Vault::assemble(store, config, &master, key_id);
+        let vault = Vault::open_unindexed(store, passphrase)?;
         vault.load_index()?;
         Ok(vault)
+    }
+
+    /// Opens a vault under a lock of `kind` (waiting up to `wait` for conflicting ones), taken before the index is
+    /// read, so the index cannot describe packs a concurrent prune is deleting. The lock is held until the vault is
+    /// dropped, and every point saved meanwhile first checks that it still stands.
+    pub fn open_locked(
+        store: Arc<dyn Store>,
+        passphrase: &[u8],
+        kind: LockKind,
+        command: &str,
+        wait: std::time::Duration,
+    ) -> Result<Vault, VaultError> {
+        let vault = Vault::open_unindexed(store, passphrase)?;
+        let guard = vault.lock(kind, command, wait)?;
+        *vault.lock.lock().expect("lock slot") = Some(guard);
+        vault.load_index()?;
+        Ok(vault)
+    }
+
+    /// Fails if this vault was opened under a lock that no longer stands (see `LockGuard::check_held`).
+    pub fn check_lock(&self) -> Result<(), VaultError> {
+        match &*self.lock.lock().expect("lock slot") {
+            Some(guard) => guard.check_held(),
+            None => Ok(()),
+        }
+    }
+
+    fn open_unindexed(store: Arc<dyn Store>, passphrase: &[u8]) -> Result<Vault, VaultError> {
+        let config = read_config(store.as_ref())?;
+        let (key_id, master) = keys::unlock(store.as_ref(), &config, passphrase)?;
+        Ok(Vault::assemble(store, config, &master, key_id))
     }
 
     fn assemble(store: Arc<dyn Store>, config: VaultConfig, master: &[u8; 32], key_id: KeyId) -> Vault {
@@ -161,11 +198,16 @@ impl Vault {
             master: *master,
             chunker,
             index: RwLock::new(Index::new()),
+            lock: std::sync::Mutex::new(None),
         }
     }
 
     pub fn store(&self) -> &dyn Store {
         self.store.as_ref()
+    }
+
+    pub fn store_arc(&self) -> Arc<dyn Store> {
+        self.store.clone()
     }
 
     pub fn config(&self) -> &VaultConfig {
@@ -196,30 +238,37 @@ impl Vault {
     }
 
     /// Reads every index file (in parallel) into memory.
-    fn load_index(&self) -> Result<(), VaultError> {
-        let files = self.store.list("index/")?;
-        let decoded: Result<Vec<IndexFile>, VaultError> = files
-            .par_iter()
-            .map(|f| {
-                let bytes = self.store.read(&f.name, None)?;
-                IndexFile::decode(&bytes, &self.keys).map_err(|e| VaultError::damaged(&f.name, e))
-            })
-            .collect();
+    pub fn load_index(&self) -> Result<(), VaultError> {
+        let files = self.read_index_files()?;
         let mut index = self.index.write().expect("index lock poisoned");
-        for file in decoded? {
+        for (_, file) in files {
             file.packs.iter().for_each(|p| index.add_pack(p));
         }
         Ok(())
     }
 
-    /// Stores an index file listing `packs`.
-    pub fn write_index(&self, packs: Vec<IndexPack>) -> Result<(), VaultError> {
+    /// Every index file with its object name, decoded (in parallel).
+    pub fn read_index_files(&self) -> Result<Vec<(String, IndexFile)>, VaultError> {
+        let files = self.store.list("index/")?;
+        files
+            .par_iter()
+            .map(|f| {
+                let bytes = self.store.read(&f.name, None)?;
+                let file = IndexFile::decode(&bytes, &self.keys).map_err(|e| VaultError::damaged(&f.name, e))?;
+                Ok((f.name.clone(), file))
+            })
+            .collect()
+    }
+
+    /// Stores an index file listing `packs`; returns its name (`None` for no packs, when nothing is written).
+    pub fn write_index(&self, packs: Vec<IndexPack>) -> Result<Option<String>, VaultError> {
         if packs.is_empty() {
-            return Ok(());
+            return Ok(None);
         }
         let (id, bytes) = IndexFile::encode(packs, &self.keys);
-        match self.store.create(&index_name(&id), &bytes) {
-            Ok(()) | Err(StoreError::AlreadyExists(_)) => Ok(()),
+        let name = index_name(&id);
+        match self.store.create(&name, &bytes) {
+            Ok(()) | Err(StoreError::AlreadyExists(_)) => Ok(Some(name)),
             Err(e) => Err(e.into()),
         }
     }

@@ -74,8 +74,10 @@ impl Vault {
         Ok(points)
     }
 
-    /// Stores a point record: the last write of a backup, after which the point exists.
+    /// Stores a point record: the last write of a backup, after which the point exists. Refused if the vault was opened
+    /// under a lock that no longer stands.
     pub fn save_point(&self, rec: &PointRecord) -> Result<(), VaultError> {
+        self.check_lock()?;
         self.store().create(&point_name(&rec.id), &rec.encode(self.keys()))?;
         Ok(())
     }

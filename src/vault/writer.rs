@@ -43,7 +43,8 @@ struct Job {
     data: Vec<u8>,
 }
 
-struct FullPack {
+/// A closed pack: blobs, header and trailer, with the entries its index lists.
+pub(crate) struct FullPack {
     bytes: Vec<u8>,
     blobs: Vec<BlobEntry>,
 }
@@ -233,13 +234,21 @@ fn seal_loop(vault: &Vault, rx: &Receiver<Job>, tx: &Sender<SealedBlob>, shared:
 
 /// A pack being filled.
 #[derive(Default)]
-struct OpenPack {
+pub(crate) struct OpenPack {
     bytes: Vec<u8>,
     blobs: Vec<BlobEntry>,
 }
 
 impl OpenPack {
-    fn push(&mut self, b: SealedBlob) {
+    pub(crate) fn len(&self) -> usize {
+        self.bytes.len()
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.blobs.is_empty()
+    }
+
+    pub(crate) fn push(&mut self, b: SealedBlob) {
         self.blobs.push(BlobEntry {
             kind: b.kind,
             flags: b.flags,
@@ -251,7 +260,7 @@ impl OpenPack {
         self.bytes.extend_from_slice(&b.bytes);
     }
 
-    fn close(&mut self, vault: &Vault) -> FullPack {
+    pub(crate) fn close(&mut self, vault: &Vault) -> FullPack {
         let mut bytes = std::mem::take(&mut self.bytes);
         bytes.extend_from_slice(&encode_header(vault.keys(), &self.blobs));
         FullPack {
@@ -312,7 +321,7 @@ fn write_loop(vault: &Vault, rx: &Receiver<FullPack>, shared: &Shared) {
 }
 
 /// Stores a finished pack under its content hash. An existing pack of that name has the same bytes, so it counts.
-fn store_pack(vault: &Vault, pack: FullPack) -> Result<IndexPack, VaultError> {
+pub(crate) fn store_pack(vault: &Vault, pack: FullPack) -> Result<IndexPack, VaultError> {
     let id = PackId(*blake3::hash(&pack.bytes).as_bytes());
     match vault.store().create(&pack_name(&id), &pack.bytes) {
         Ok(()) | Err(StoreError::AlreadyExists(_)) => {}
