@@ -326,6 +326,12 @@ fn a_file_growing_during_backup_is_reported_with_exit_3() {
     assert!(stderr(&o).contains("changed while it was read"), "{}", stderr(&o));
     let rec = json(&String::from_utf8_lossy(&o.stdout));
     assert!(rec["errors"][0]["path"].as_str().unwrap().ends_with("growing.log"));
+    // The jobs log records the backup as finished with a warning, naming the file.
+    let jobs = json(&c.ok(&["jobs", "--json"]));
+    let end = &jobs[0]["end"];
+    assert_eq!(jobs[0]["status"], "warning", "{jobs}");
+    assert_eq!(end["problems"], 1);
+    assert!(end["message"].as_str().unwrap().contains("growing.log: "), "{end}");
 }
 
 #[test]

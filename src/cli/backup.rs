@@ -154,6 +154,8 @@ pub fn run(g: &Global, a: Args) -> Result<ExitCode> {
         seal_threads: cores,
     };
     let vault = g.open_shared("backup")?;
+    let target: Vec<String> = a.paths.iter().map(|p| p.display().to_string()).collect();
+    let job = vault.job_start("backup", &target.join(" "));
     let progress = Arc::new(Progress::default());
     let bar = (!g.quiet && std::io::stderr().is_terminal()).then(|| ProgressBar::start(progress.clone(), &a.paths));
     let cleanup = Cleanup::default();
@@ -168,7 +170,18 @@ pub fn run(g: &Global, a: Args) -> Result<ExitCode> {
     if let Some(b) = bar {
         b.stop();
     }
-    let rec = result?;
+    let rec = match result {
+        Ok(rec) => rec,
+        Err(e) => return super::finish_job(job, Err(e.into())),
+    };
+    let problems: Vec<String> = rec
+        .errors
+        .iter()
+        .map(|e| format!("{}: {}", e.path, e.message))
+        .collect();
+    let mut end = super::job_end(&problems, rec.stats.files, rec.stats.bytes_total);
+    end.point = Some(rec.id.to_hex());
+    job.finish(end);
     if g.json {
         println!("{}", serde_json::to_string_pretty(&rec.to_json())?);
     } else {

@@ -2,11 +2,30 @@
 
 use super::Global;
 use anyhow::Result;
+use coffer::format::job::{JobEnd, JobStatus};
+use coffer::vault::Vault;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 pub fn run(g: &Global, read_data: bool) -> Result<ExitCode> {
     let vault = g.open_shared("check")?;
+    let job = vault.job_start("check", if read_data { "--read-data" } else { "" });
+    super::finish_job(job, check(g, vault, read_data))
+}
+
+fn check(g: &Global, vault: Arc<Vault>, read_data: bool) -> Result<(ExitCode, JobEnd)> {
     let report = coffer::maintain::check::check(vault, read_data)?;
+    let summary = format!(
+        "{} problems, {} affected paths",
+        report.problems.len(),
+        report.damaged.len()
+    );
+    let mut end = super::job_end(&[], report.packs as u64, 0);
+    if !report.healthy() {
+        end.status = Some(JobStatus::Failed);
+        end.problems = (report.problems.len() + report.damaged.len()) as u64;
+        end.message = Some(format!("the vault is damaged: {summary}"));
+    }
     if g.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
@@ -42,13 +61,9 @@ pub fn run(g: &Global, read_data: bool) -> Result<ExitCode> {
         if !g.quiet && !g.json {
             eprintln!("no errors found");
         }
-        Ok(ExitCode::SUCCESS)
+        Ok((ExitCode::SUCCESS, end))
     } else {
-        eprintln!(
-            "coffer: error: the vault is damaged: {} problems, {} affected paths",
-            report.problems.len(),
-            report.damaged.len()
-        );
-        Ok(ExitCode::from(1))
+        eprintln!("coffer: error: the vault is damaged: {summary}");
+        Ok((ExitCode::from(1), end))
     }
 }

@@ -66,8 +66,8 @@ pub struct Args {
     #[arg(long = "path", value_name = "PATH")]
     paths: Vec<String>,
     /// Split points into groups by these fields: host, paths (sources: paths, disks, streams), tags
-    #[arg(long, value_name = "FIELDS", default_value = "host,paths")]
-    group_by: GroupBy,
+    #[arg(long = "group-by", value_name = "FIELDS", default_value = "host,paths")]
+    group_by_text: String,
     /// Show what would be removed, change nothing
     #[arg(long)]
     dry_run: bool,
@@ -86,13 +86,16 @@ pub fn run(g: &Global, a: Args) -> Result<ExitCode> {
         tags: a.tags,
         paths: a.paths,
     };
+    let group_by: GroupBy = a.group_by_text.parse()?;
     let settings = vault.settings()?;
     let points = vault.load_points()?;
-    let verdicts = forget::plan(&points, rules.as_ref(), &filter, a.group_by, &settings)?;
+    let verdicts = forget::plan(&points, rules.as_ref(), &filter, group_by, &settings)?;
     let removed = if a.dry_run {
         0
     } else {
-        remove(&vault, &verdicts, &settings.soft_delete)?
+        let job = vault.job_start("forget", filter.host.as_deref().unwrap_or("all hosts"));
+        let outcome = remove(&vault, &verdicts, &settings.soft_delete).map(|n| (n, super::job_end(&[], n as u64, 0)));
+        super::finish_job(job, outcome)?
     };
     let listing = print_verdicts(g, &verdicts, a.dry_run);
     if !g.quiet {

@@ -4,6 +4,7 @@ mod backup;
 mod cat;
 mod check;
 mod forget;
+mod jobs;
 mod key;
 mod list;
 mod ls;
@@ -15,8 +16,10 @@ mod signals;
 
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
+use coffer::format::job::{JobEnd, JobStatus};
 use coffer::format::lock::LockKind;
 use coffer::store::LocalStore;
+use coffer::vault::JobHandle;
 use coffer::vault::{InitOptions, Vault};
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -104,6 +107,8 @@ enum Command {
         #[arg(long)]
         all: bool,
     },
+    /// The jobs log: every backup, restore, check, forget and prune with its outcome
+    Jobs(jobs::Args),
     /// Manage the retention policies stored in the vault
     #[command(subcommand)]
     Policy(settings::PolicyCommand),
@@ -167,6 +172,7 @@ pub fn run() -> Result<ExitCode> {
         Command::Undelete { ids } => forget::undelete(&g, &ids),
         Command::Prune(a) => prune::run(&g, &a),
         Command::Unlock { all } => prune::unlock(&g, all),
+        Command::Jobs(a) => jobs::run(&g, a),
         Command::Policy(c) => settings::policy(&g, c),
         Command::Vault(c) => settings::vault_settings(&g, c),
     }
@@ -292,6 +298,36 @@ impl Global {
 
 fn first_line(text: &str) -> String {
     text.lines().next().unwrap_or("").to_string()
+}
+
+/// Records the outcome of a command in the vault's jobs log and passes it on.
+pub fn finish_job<T>(job: JobHandle, outcome: Result<(T, JobEnd)>) -> Result<T> {
+    match outcome {
+        Ok((value, end)) => {
+            job.finish(end);
+            Ok(value)
+        }
+        Err(e) => {
+            job.failed(one_line(&e));
+            Err(e)
+        }
+    }
+}
+
+/// The end record of a job that succeeded, or finished with `problems` (then `warning`, with the first as message).
+pub fn job_end(problems: &[String], files: u64, bytes: u64) -> JobEnd {
+    JobEnd {
+        status: Some(if problems.is_empty() {
+            JobStatus::Succeeded
+        } else {
+            JobStatus::Warning
+        }),
+        files,
+        bytes,
+        problems: problems.len() as u64,
+        message: problems.first().cloned(),
+        ..JobEnd::default()
+    }
 }
 
 /// An error and its causes on one line.

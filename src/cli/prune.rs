@@ -46,7 +46,15 @@ pub fn execute(g: &Global, a: &Args) -> Result<PruneReport> {
         repack_over: a.repack_over / 100.0,
         dry_run: a.dry_run,
     };
-    Ok(prune(&vault, opts)?)
+    if a.dry_run {
+        return Ok(prune(&vault, opts)?);
+    }
+    let job = vault.job_start("prune", "");
+    let outcome = prune(&vault, opts).map_err(anyhow::Error::from).map(|r| {
+        let end = super::job_end(&[], r.points_purged as u64, r.bytes_freed());
+        (r, end)
+    });
+    super::finish_job(job, outcome)
 }
 
 pub fn to_json(r: &PruneReport, dry_run: bool) -> serde_json::Value {

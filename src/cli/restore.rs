@@ -1,15 +1,18 @@
 //! `coffer restore`
 
-use super::Global;
+use super::{Global, job_end};
 use anyhow::Result;
 use coffer::backup::exclude::Patterns;
+use coffer::format::job::JobEnd;
 use coffer::format::point::PointRecord;
 use coffer::restore::{self, RestoreOptions};
 use coffer::util::human_bytes;
+use coffer::vault::Vault;
 use coffer::vault::resolve_point;
 use coffer::view::View;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -52,13 +55,26 @@ pub fn run(g: &Global, a: Args) -> Result<ExitCode> {
         owner: coffer::fsmeta::is_root(),
     };
     let vault = g.open_shared("restore")?;
+    let job = vault.job_start("restore", &a.spec);
+    super::finish_job(job, restore(g, a, &vault, &point, sub, &opts))
+}
+
+fn restore(
+    g: &Global,
+    a: Args,
+    vault: &Arc<Vault>,
+    point: &str,
+    sub: Option<PathBuf>,
+    opts: &RestoreOptions,
+) -> Result<(ExitCode, JobEnd)> {
     let rec = resolve_point(&vault, &point, &super::list::filter(a.host, vec![], a.source))?;
     let view = View::new(vault.clone());
     if let (Some(name), Some(to)) = (&a.disk, &a.to) {
-        return restore_disk(g, &view, &rec, name, to, a.verify);
+        return restore_disk(g, &view, &rec, name, to, a.verify)
+            .map(|bytes| (ExitCode::SUCCESS, job_end(&[], 1, bytes)));
     }
     let target = a.target.clone().expect("clap requires --target without --disk");
-    let plan = restore::plan(&view, &rec, sub.as_deref(), &opts)?;
+    let plan = restore::plan(&view, &rec, sub.as_deref(), opts)?;
     if a.dry_run {
         for e in &plan.entries {
             println!("{}", target.join(&e.target).display());
@@ -68,14 +84,15 @@ pub fn run(g: &Global, a: Args) -> Result<ExitCode> {
             plan.entries.len(),
             human_bytes(plan.bytes)
         );
-        return Ok(ExitCode::SUCCESS);
+        return Ok((ExitCode::SUCCESS, job_end(&[], 0, 0)));
     }
     let start = std::time::Instant::now();
-    let report = restore::execute(&view, &plan, &target, &opts)?;
+    let report = restore::execute(&view, &plan, &target, opts)?;
     let mut problems = report.errors;
     if a.verify {
-        problems.extend(restore::verify(&vault, &plan, &target));
+        problems.extend(restore::verify(vault, &plan, &target));
     }
+    let end = job_end(&problems, report.entries, report.bytes);
     if !g.quiet {
         eprintln!(
             "restored {} entries, {} in {:.1}s from recovery point {} ({} pack reads){}",
@@ -95,19 +112,20 @@ pub fn run(g: &Global, a: Args) -> Result<ExitCode> {
         eprintln!("error: {p}");
     }
     if problems.is_empty() {
-        Ok(ExitCode::SUCCESS)
+        Ok((ExitCode::SUCCESS, end))
     } else {
         eprintln!(
             "coffer: error: {} entries could not be restored correctly (recovery point {})",
             problems.len(),
             rec.id.short()
         );
-        Ok(ExitCode::from(1))
+        Ok((ExitCode::from(1), end))
     }
 }
 
 /// `restore POINT --disk NAME --to PATH`.
-fn restore_disk(g: &Global, view: &View, rec: &PointRecord, name: &str, to: &Path, verify: bool) -> Result<ExitCode> {
+/// Returns the bytes written.
+fn restore_disk(g: &Global, view: &View, rec: &PointRecord, name: &str, to: &Path, verify: bool) -> Result<u64> {
     let node = view.disk(rec, name)?;
     let start = std::time::Instant::now();
     let r = restore::disk::restore_disk(view, &node, to, verify)?;
@@ -122,5 +140,5 @@ fn restore_disk(g: &Global, view: &View, rec: &PointRecord, name: &str, to: &Pat
             if r.verified { ", verified" } else { "" }
         );
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(r.bytes_written)
 }

@@ -4,6 +4,7 @@ pub mod admin;
 pub mod config;
 pub mod ids;
 pub mod index;
+pub mod job;
 pub mod lock;
 pub mod pack;
 pub mod point;

@@ -145,7 +145,7 @@ pub fn is_stale(r: &LockRecord, now: Timestamp) -> bool {
     now.duration_since(refreshed).unsigned_abs() > STALE_AFTER && now > refreshed
 }
 
-fn process_alive(pid: u32) -> bool {
+pub(crate) fn process_alive(pid: u32) -> bool {
     let Ok(pid) = libc::pid_t::try_from(pid) else {
         return false;
     };

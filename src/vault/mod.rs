@@ -8,6 +8,7 @@
 mod admin;
 mod blob;
 mod index;
+mod jobs;
 mod keys;
 mod lock;
 mod points;
@@ -16,6 +17,7 @@ mod writer;
 pub use admin::actor;
 pub use blob::{OpenError, SealedBlob};
 pub use index::{Index, Location, PackInfo};
+pub use jobs::{Job, JobHandle};
 pub use keys::KeyInfo;
 pub use lock::{FoundLock, LockGuard, STALE_AFTER};
 pub use points::{PointFilter, match_prefix, resolve_point};
