@@ -67,7 +67,7 @@ fn restore(
     sub: Option<PathBuf>,
     opts: &RestoreOptions,
 ) -> Result<(ExitCode, JobEnd)> {
-    let rec = resolve_point(&vault, &point, &super::list::filter(a.host, vec![], a.source))?;
+    let rec = resolve_point(vault, point, &super::list::filter(a.host, vec![], a.source))?;
     let view = View::new(vault.clone());
     if let (Some(name), Some(to)) = (&a.disk, &a.to) {
         return restore_disk(g, &view, &rec, name, to, a.verify)
