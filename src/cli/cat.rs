@@ -10,7 +10,7 @@ use std::process::ExitCode;
 pub fn run(g: &Global, spec: &str) -> Result<ExitCode> {
     let (point, path) = super::split_spec(spec, true)?;
     let path = path.expect("required");
-    let vault = g.open_shared("cat")?;
+    let vault = g.open_reader("cat")?;
     let rec = resolve_point(&vault, &point, &PointFilter::default())?;
     let view = View::new(vault);
     let Entry::Node(node) = view.resolve(&rec, &path)? else {

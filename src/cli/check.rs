@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 pub fn run(g: &Global, read_data: bool) -> Result<ExitCode> {
-    let vault = g.open_shared("check")?;
+    let vault = g.open_reader("check")?;
     let job = vault.job_start("check", if read_data { "--read-data" } else { "" });
     super::finish_job(job, check(g, vault, read_data))
 }

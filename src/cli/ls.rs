@@ -29,7 +29,7 @@ pub struct Args {
 }
 
 pub fn run(g: &Global, a: Args) -> Result<ExitCode> {
-    let vault = g.open_shared("ls")?;
+    let vault = g.open_reader("ls")?;
     let point = resolve_point(&vault, &a.point, &super::list::filter(a.host, vec![], a.source))?;
     let view = View::new(vault);
     let base = Path::new("/").join(coffer::view::relative(a.path.as_deref().unwrap_or(Path::new("/"))));

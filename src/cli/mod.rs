@@ -53,6 +53,10 @@ pub struct Cli {
     /// How long to wait for a conflicting vault lock (a prune, or the backups a prune waits for) before giving up
     #[arg(long, global = true, value_name = "SECS", default_value_t = 300)]
     lock_wait: u64,
+    /// Take no lock for reading commands (ls, cat, restore, mount, check), e.g. on read-only media; a prune may then
+    /// run meanwhile and make reads fail
+    #[arg(long, global = true)]
+    no_lock: bool,
     #[command(subcommand)]
     command: Command,
 }
@@ -122,6 +126,7 @@ pub struct Global {
     pub json: bool,
     pub quiet: bool,
     lock_wait: std::time::Duration,
+    no_lock: bool,
     vault: Option<PathBuf>,
     password_file: Option<PathBuf>,
     password_command: Option<String>,
@@ -153,6 +158,7 @@ pub fn run() -> Result<ExitCode> {
         json: cli.json,
         quiet: cli.quiet,
         lock_wait: std::time::Duration::from_secs(cli.lock_wait),
+        no_lock: cli.no_lock,
         vault: cli.vault,
         password_file: cli.password_file,
         password_command: cli.password_command,
@@ -227,6 +233,11 @@ impl Global {
     /// Opens and unlocks the vault under a shared lock for `command` (see `Vault::open_locked`).
     pub fn open_shared(&self, command: &str) -> Result<Arc<Vault>> {
         self.open_locked(LockKind::Shared, command)
+    }
+
+    /// Opens the vault for reading: under a shared lock unless `--no-lock` was given.
+    pub fn open_reader(&self, command: &str) -> Result<Arc<Vault>> {
+        if self.no_lock { self.open() } else { self.open_shared(command) }
     }
 
     pub fn open_locked(&self, kind: LockKind, command: &str) -> Result<Arc<Vault>> {

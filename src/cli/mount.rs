@@ -57,7 +57,7 @@ pub fn run(g: &Global, a: Args) -> Result<ExitCode> {
         // error to us.
         return daemonize(g, &a);
     }
-    let vault = g.open_shared("mount")?;
+    let vault = g.open_reader("mount")?;
     let filter = PointFilter {
         host: a.host.clone(),
         tags: a.tags.clone(),

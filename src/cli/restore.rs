@@ -54,7 +54,7 @@ pub fn run(g: &Global, a: Args) -> Result<ExitCode> {
         excludes: Patterns::new(&a.excludes)?,
         owner: coffer::fsmeta::is_root(),
     };
-    let vault = g.open_shared("restore")?;
+    let vault = g.open_reader("restore")?;
     let job = vault.job_start("restore", &a.spec);
     super::finish_job(job, restore(g, a, &vault, &point, sub, &opts))
 }
