@@ -153,3 +153,46 @@ fn a_live_lock_blocks_prune_and_a_killed_holder_does_not() {
     assert_eq!(c.vault.join("locks").read_dir().unwrap().count(), 0);
     c.ok(&["check"]);
 }
+
+#[test]
+fn prune_killed_at_random_moments_leaves_a_healthy_vault() {
+    let (tmp, c, src) = common::run::vault_and_tree(Scale::Normal, 23);
+    let s = src.to_str().unwrap();
+    c.ok(&["vault", "set", "soft-delete=0d"]);
+    c.ok(&["backup", "-q", s]);
+    mutate_tree(&src, 4);
+    c.ok(&["backup", "-q", s]);
+    c.ok(&["forget", "-q", "--keep-last", "1"]);
+    let copy = |k: usize| {
+        let to = tmp.path().join(format!("vault{k}"));
+        let ok = std::process::Command::new("cp")
+            .arg("-a")
+            .arg(&c.vault)
+            .arg(&to)
+            .status()
+            .unwrap();
+        assert!(ok.success());
+        Coffer { vault: to, ..c.clone() }
+    };
+    let whole = copy(0);
+    let start = Instant::now();
+    whole.ok(&["prune", "-q"]);
+    let took = start.elapsed();
+    for k in 1..=6usize {
+        let v = copy(k);
+        let mut run = Reaper(v.cmd(&["prune", "-q"]).stdout(Stdio::null()).spawn().unwrap());
+        std::thread::sleep(took * k as u32 / 7);
+        let _ = run.0.kill();
+        let _ = run.0.wait();
+        v.ok(&["check", "--read-data"]);
+        restore_same(&v, "latest", &src, &tmp.path().join(format!("r{k}")));
+        v.ok(&["prune", "-q"]);
+        v.ok(&["check"]);
+        let after = json(&v.ok(&["prune", "--dry-run", "--json"]));
+        assert_eq!(
+            after["bytes_deleted"], 0,
+            "kill {k}: the second prune finished the work: {after}"
+        );
+        assert_eq!(dir_bytes(&v.vault.join("data")), dir_bytes(&whole.vault.join("data")));
+    }
+}

@@ -237,7 +237,11 @@ impl Global {
 
     /// Opens the vault for reading: under a shared lock unless `--no-lock` was given.
     pub fn open_reader(&self, command: &str) -> Result<Arc<Vault>> {
-        if self.no_lock { self.open() } else { self.open_shared(command) }
+        if self.no_lock {
+            self.open()
+        } else {
+            self.open_shared(command)
+        }
     }
 
     pub fn open_locked(&self, kind: LockKind, command: &str) -> Result<Arc<Vault>> {
