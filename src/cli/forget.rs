@@ -7,6 +7,7 @@ use coffer::retention::Policy;
 use coffer::span::CalSpan;
 use coffer::vault::{PointFilter, Vault, match_prefix};
 use std::process::ExitCode;
+use std::sync::Arc;
 
 /// The retention rules, shared by `forget` and `policy set`.
 #[derive(clap::Args, Clone, Default)]
@@ -78,30 +79,56 @@ pub struct Args {
 
 pub fn run(g: &Global, a: Args) -> Result<ExitCode> {
     let vault = g.open_shared("forget")?;
-    let then_prune = a.prune && !a.dry_run;
     let rules = a.keep.policy();
-    let rules = (!rules.is_empty()).then_some(rules);
-    let filter = PointFilter {
-        host: a.host,
-        tags: a.tags,
-        paths: a.paths,
+    let request = Request {
+        rules: (!rules.is_empty()).then_some(rules),
+        filter: PointFilter {
+            host: a.host,
+            tags: a.tags,
+            paths: a.paths,
+            sources: None,
+        },
+        group_by: a.group_by_text.parse()?,
+        dry_run: a.dry_run,
+        prune: a.prune && !a.dry_run,
     };
-    let group_by: GroupBy = a.group_by_text.parse()?;
+    forget(g, vault, request)
+}
+
+/// What to forget and how.
+pub struct Request {
+    /// The rules; `None` applies the stored policies.
+    pub rules: Option<Policy>,
+    pub filter: PointFilter,
+    pub group_by: GroupBy,
+    pub dry_run: bool,
+    pub prune: bool,
+}
+
+/// Forgets (and prunes) as asked, in a vault opened with a shared lock, which is released before pruning.
+pub fn forget(g: &Global, vault: Arc<Vault>, r: Request) -> Result<ExitCode> {
+    let Request {
+        rules,
+        filter,
+        group_by,
+        dry_run,
+        prune: then_prune,
+    } = r;
     let settings = vault.settings()?;
     let points = vault.load_points()?;
     let verdicts = forget::plan(&points, rules.as_ref(), &filter, group_by, &settings)?;
-    let removed = if a.dry_run {
+    let removed = if dry_run {
         0
     } else {
         let job = vault.job_start("forget", filter.host.as_deref().unwrap_or("all hosts"));
         let outcome = remove(&vault, &verdicts, &settings.soft_delete).map(|n| (n, super::job_end(&[], n as u64, 0)));
         super::finish_job(job, outcome)?
     };
-    let listing = print_verdicts(g, &verdicts, a.dry_run);
+    let listing = print_verdicts(g, &verdicts, dry_run);
     if !g.quiet {
         let gone = verdicts.iter().filter(|v| !v.keep).count();
         let kept = verdicts.len() - gone;
-        match a.dry_run {
+        match dry_run {
             true => eprintln!("{kept} kept, {gone} would be removed (dry run: nothing changed)"),
             false => eprintln!(
                 "{kept} kept, {removed} moved to the recycle bin for {} ('coffer list --deleted' shows them, \

@@ -27,7 +27,12 @@ pub struct Args {
 }
 
 pub fn filter(host: Option<String>, tags: Vec<String>, paths: Vec<String>) -> PointFilter {
-    PointFilter { host, tags, paths }
+    PointFilter {
+        host,
+        tags,
+        paths,
+        sources: None,
+    }
 }
 
 pub fn run(g: &Global, a: Args) -> Result<ExitCode> {

@@ -62,6 +62,7 @@ pub fn run(g: &Global, a: Args) -> Result<ExitCode> {
         host: a.host.clone(),
         tags: a.tags.clone(),
         paths: vec![],
+        sources: None,
     };
     let single = match &a.point {
         Some(spec) => Some(resolve_point(&vault, spec, &filter)?.id),

@@ -133,6 +133,16 @@ impl PointRecord {
 }
 
 impl PointRecord {
+    /// What the point protects: its paths, `disk:NAME` and `stream:NAME`, sorted. Points with equal host and sources
+    /// form one group for retention and one protected source for stats.
+    pub fn sources(&self) -> Vec<String> {
+        let mut s: Vec<String> = self.paths.clone();
+        s.extend(self.disks.iter().map(|d| format!("disk:{}", d.name)));
+        s.extend(self.streams.iter().map(|x| format!("stream:{}", x.name)));
+        s.sort();
+        s
+    }
+
     /// The public JSON form of a point (`list --json`, `backup --json`, `point.json` in the mount): ids in hex,
     /// sizes under `sizes`.
     pub fn to_json(&self) -> serde_json::Value {

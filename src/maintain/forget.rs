@@ -59,7 +59,7 @@ impl GroupBy {
             parts.push(format!("host {}", p.host));
         }
         if self.sources {
-            parts.push(format!("sources {}", sources(p).join(" ")));
+            parts.push(format!("sources {}", p.sources().join(" ")));
         }
         if self.tags {
             let mut tags = p.tags.clone();
@@ -72,15 +72,6 @@ impl GroupBy {
             parts.join(", ")
         }
     }
-}
-
-/// What a point protects: its paths, then `disk:NAME` and `stream:NAME`, sorted.
-pub fn sources(p: &PointRecord) -> Vec<String> {
-    let mut s: Vec<String> = p.paths.clone();
-    s.extend(p.disks.iter().map(|d| format!("disk:{}", d.name)));
-    s.extend(p.streams.iter().map(|x| format!("stream:{}", x.name)));
-    s.sort();
-    s
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -202,6 +193,7 @@ fn by_policies(
             host: policy.host.clone(),
             tags: policy.tags.clone(),
             paths: policy.paths.clone(),
+            sources: None,
         };
         let inside: Vec<&PointRecord> = points.iter().copied().filter(|p| scope.matches(p)).collect();
         for v in by_rules(&inside, &policy.keep, group_by, &format!("policy {}: ", policy.name))? {

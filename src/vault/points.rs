@@ -13,6 +13,8 @@ pub struct PointFilter {
     pub tags: Vec<String>,
     /// A point matches if it backed up every one of these paths.
     pub paths: Vec<String>,
+    /// A point matches if its sources (`PointRecord::sources`) are exactly these.
+    pub sources: Option<Vec<String>>,
 }
 
 impl PointFilter {
@@ -20,6 +22,7 @@ impl PointFilter {
         self.host.as_ref().is_none_or(|h| &p.host == h)
             && self.tags.iter().all(|t| p.tags.contains(t))
             && self.paths.iter().all(|x| p.paths.contains(x))
+            && self.sources.as_ref().is_none_or(|s| *s == p.sources())
     }
 }
 
