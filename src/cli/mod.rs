@@ -11,6 +11,7 @@ mod mount;
 mod restore;
 mod settings;
 mod signals;
+mod stats;
 
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
@@ -91,6 +92,8 @@ enum Command {
         #[arg(required = true)]
         ids: Vec<String>,
     },
+    /// Sizes and costs: per protected source (host + sources), the recycle bin and the whole vault
+    Stats(stats::Args),
     /// Manage the retention policies stored in the vault
     #[command(subcommand)]
     Policy(settings::PolicyCommand),
@@ -150,6 +153,7 @@ pub fn run() -> Result<ExitCode> {
         Command::Umount { mountpoint } => mount::umount(&mountpoint),
         Command::Forget(a) => forget::run(&g, a),
         Command::Undelete { ids } => forget::undelete(&g, &ids),
+        Command::Stats(a) => stats::run(&g, a),
         Command::Policy(c) => settings::policy(&g, c),
         Command::Vault(c) => settings::vault_settings(&g, c),
     }
