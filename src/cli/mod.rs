@@ -13,6 +13,7 @@ mod prune;
 mod restore;
 mod settings;
 mod signals;
+mod stats;
 
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
@@ -113,6 +114,8 @@ enum Command {
     },
     /// The jobs log: every backup, restore, check, forget and prune with its outcome
     Jobs(jobs::Args),
+    /// Sizes and costs: per protected source (host + sources), the recycle bin and the whole vault
+    Stats(stats::Args),
     /// Manage the retention policies stored in the vault
     #[command(subcommand)]
     Policy(settings::PolicyCommand),
@@ -179,6 +182,7 @@ pub fn run() -> Result<ExitCode> {
         Command::Prune(a) => prune::run(&g, &a),
         Command::Unlock { all } => prune::unlock(&g, all),
         Command::Jobs(a) => jobs::run(&g, a),
+        Command::Stats(a) => stats::run(&g, a),
         Command::Policy(c) => settings::policy(&g, c),
         Command::Vault(c) => settings::vault_settings(&g, c),
     }

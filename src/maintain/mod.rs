@@ -1,7 +1,8 @@
-//! Vault maintenance: `check`, `forget` and the settings rules (later prune and stats).
+//! Vault maintenance: `check`, `forget`, the settings rules and `stats` (later prune).
 
 pub mod check;
 pub mod forget;
 pub mod prune;
 pub mod settings;
+pub mod stats;
 pub mod usage;
