@@ -106,6 +106,14 @@ def disks(res, before, after, tool_sets, runs):
     os.remove(img)
 
 
+def prunes(res, tool_sets, runs):
+    """Row 7: after the three tree backups, forget all but the newest and free what only the others used."""
+    for r in range(runs):
+        for t in rotate(tool_sets[r], r):
+            timed(res, "7. forget all but the newest + prune: time (s)", t.name, t.prune_keep_last())
+            res.add("5e. vault size after prune (MiB)", t.name, tools.dir_size(t.repo) / MiB)
+
+
 def rotate(seq, n):
     return seq[n % len(seq):] + seq[: n % len(seq)]
 
@@ -244,6 +252,7 @@ def main():
         backups(res, work, data, tree_sets, runs)
         restores(res, data, tree_sets[0], target, runs)
         mounts(res, work, data, tree_sets[0], target, runs, subdir)
+        prunes(res, tree_sets, runs)
         disks(res, before, after, sets("disk"), runs)
     finally:
         target.close()

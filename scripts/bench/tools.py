@@ -105,6 +105,11 @@ class Coffer(Tool):
     def mount_rss(self, mp):
         return process_hwm(f"mount {mp}")
 
+    def prune_keep_last(self):
+        # Purge at once, as restic and borg do (coffer keeps forgotten points 14 days by default).
+        run([self.bin, "-q", "vault", "set", "soft-delete=0d"], self.env())
+        return run([self.bin, "-q", "forget", "--keep-last", "1", "--prune"], self.env())
+
 
 class Restic(Tool):
     name = "restic"
@@ -135,6 +140,9 @@ class Restic(Tool):
 
     def mount_rss(self, mp):
         return process_hwm(f"restic mount {mp}")
+
+    def prune_keep_last(self):
+        return run(["restic", "forget", "-q", "--keep-last", "1", "--prune"], self.env())
 
 
 class Borg(Tool):
@@ -169,3 +177,8 @@ class Borg(Tool):
 
     def mount_rss(self, mp):
         return process_hwm(f"mount ::b{self.count} {mp}")
+
+    def prune_keep_last(self):
+        a = run(["borg", "prune", "--keep-last", "1"], self.env())
+        b = run(["borg", "compact"], self.env())
+        return a[0] + b[0], max(a[1], b[1]), a[2] + b[2]
