@@ -9,6 +9,7 @@ pub mod crypto;
 pub mod format;
 pub mod fsmeta;
 pub mod fuse;
+pub mod jobconf;
 pub mod maintain;
 pub mod mountfs;
 pub mod partition;
