@@ -92,7 +92,7 @@ pub struct Retention {
     pub keep_weekly: Option<u32>,
     pub keep_monthly: Option<u32>,
     pub keep_yearly: Option<u32>,
-    /// Like `30d`, `12h`, `2w`, `1y6m` (see [`keep_within_secs`]).
+    /// Like `30d`, `12h`, `2w`, `1y6m` (see [`check_within`]).
     pub keep_within: Option<String>,
     pub keep_tags: Vec<String>,
 }
@@ -259,40 +259,14 @@ impl Job {
     }
 }
 
-/// The length of a `keep_within` duration in seconds: numbers with units `y` (365 days), `m` (30 days), `w`, `d`,
-/// `h`, e.g. `30d`, `36h`, `1y6m`. restic's units plus `w`; years and months count as fixed lengths, so `1m` keeps
-/// 30 days of points whatever the month. Zero is refused: it would keep only the newest point, which `keep_last =
-/// 1` says plainly.
-pub fn keep_within_secs(text: &str) -> Result<i64, String> {
-    let bad = || format!("'{text}' is not a duration like 30d, 12h, 2w or 1y6m (units y, m, w, d, h)");
-    let (mut total, mut number) = (0i64, None::<i64>);
-    for c in text.chars() {
-        if let Some(d) = c.to_digit(10) {
-            let n = number
-                .unwrap_or(0)
-                .checked_mul(10)
-                .and_then(|n| n.checked_add(i64::from(d)));
-            number = Some(n.ok_or_else(bad)?);
-            continue;
-        }
-        let unit: i64 = match c {
-            'y' => 365 * 86_400,
-            'm' => 30 * 86_400,
-            'w' => 7 * 86_400,
-            'd' => 86_400,
-            'h' => 3_600,
-            _ => return Err(bad()),
-        };
-        let n = number.take().ok_or_else(bad)?;
-        total = n.checked_mul(unit).and_then(|v| total.checked_add(v)).ok_or_else(bad)?;
-    }
-    if number.is_some() || text.is_empty() {
-        return Err(bad());
-    }
-    if total == 0 {
+/// Checks a `keep_within` value: a calendar duration as `forget --keep-within` takes it (see `span::CalSpan`), and
+/// not zero (zero would keep only the newest point, which `keep_last = 1` says plainly).
+pub fn check_within(text: &str) -> Result<crate::span::CalSpan, String> {
+    let span: crate::span::CalSpan = text.parse().map_err(|e: crate::span::SpanError| e.to_string())?;
+    if span == crate::span::CalSpan::default() {
         return Err(format!("'{text}' is zero: give a positive duration"));
     }
-    Ok(total)
+    Ok(span)
 }
 
 /// An argument vector under construction.

@@ -10,7 +10,7 @@ use coffer::backup::scripts::{self, AppScripts};
 use coffer::backup::snapshot::SnapshotSpec;
 use coffer::backup::stream::StreamSource;
 use coffer::backup::{self, BackupOptions, exclude::Patterns, progress::Progress};
-use coffer::format::point::Consistency;
+use coffer::format::point::{Consistency, PointRecord};
 use coffer::util::human_bytes;
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -131,6 +131,16 @@ impl Args {
 }
 
 pub fn run(g: &Global, a: Args) -> Result<ExitCode> {
+    let rec = execute(g, a)?;
+    Ok(if rec.errors.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(EXIT_WARNINGS)
+    })
+}
+
+/// Runs the backup, prints its id and summary, and returns the point's record.
+pub fn execute(g: &Global, a: Args) -> Result<PointRecord> {
     let mut patterns = a.excludes.clone();
     for f in &a.exclude_file {
         patterns.extend(Patterns::read_file(f)?);
@@ -172,7 +182,7 @@ pub fn run(g: &Global, a: Args) -> Result<ExitCode> {
     }
     let rec = match result {
         Ok(rec) => rec,
-        Err(e) => return super::finish_job(job, Err(e.into())),
+        Err(e) => return super::finish_job::<PointRecord>(job, Err(e.into())),
     };
     let problems: Vec<String> = rec
         .errors
@@ -223,11 +233,7 @@ pub fn run(g: &Global, a: Args) -> Result<ExitCode> {
             eprintln!("skipped: {}: {}", s.path, s.message);
         }
     }
-    Ok(if rec.errors.is_empty() {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(EXIT_WARNINGS)
-    })
+    Ok(rec)
 }
 
 /// A terminal progress bar fed by a scanner thread (totals, for the ETA) and the backup's counters.

@@ -5,7 +5,7 @@
 //! one in the file.
 
 use super::locate::Located;
-use super::{Job, JobConfError, Password, Retention, Stream, calendar, keep_within_secs};
+use super::{Job, JobConfError, Password, Retention, Stream, calendar, check_within};
 use crate::backup::disk::DiskSource;
 use crate::backup::exclude::Patterns;
 use crate::backup::snapshot::SnapshotSpec;
@@ -316,7 +316,7 @@ impl Check<'_> {
     fn retention(&self, raw: Option<&RawRetention>) -> Checked<Option<Retention>> {
         let Some(r) = raw else { return Ok(None) };
         if let Some(w) = &r.keep_within {
-            keep_within_secs(w).map_err(|e| self.fail("retention/keep_within", None, e))?;
+            check_within(w).map_err(|e| self.fail("retention/keep_within", None, e))?;
         }
         let retention = Retention {
             keep_last: r.keep_last,
