@@ -88,7 +88,9 @@ pub fn decide(policy: &Policy, points: &[Candidate]) -> Result<Vec<Decision>, Re
         }
     }
     if let (Some(span), Some(&newest)) = (policy.within, order.first()) {
-        let since = span.before(points[newest].time);
+        // From the newest point, but never from the future: one point dated ahead (a wrong clock) must not make
+        // every real point look old.
+        let since = span.before(points[newest].time.min(Timestamp::now()));
         for &i in &order {
             if points[i].time >= since {
                 reasons[i].push(format!("within {span} of the newest"));

@@ -37,7 +37,7 @@ enum JobsCommand {
 }
 
 pub fn run(g: &Global, a: Args) -> Result<ExitCode> {
-    let vault = g.open()?;
+    let vault = g.open_unindexed()?;
     let jobs = vault.jobs()?;
     if let Some(JobsCommand::Show { id }) = &a.show {
         let found: Vec<&Job> = jobs.iter().filter(|j| j.id.starts_with(&id.to_lowercase())).collect();

@@ -28,7 +28,7 @@ pub enum KeyCommand {
 }
 
 pub fn run(g: &Global, cmd: KeyCommand) -> Result<ExitCode> {
-    let vault = g.open()?;
+    let vault = g.open_unindexed()?;
     match cmd {
         KeyCommand::List => {
             let keys = vault.list_keys()?;

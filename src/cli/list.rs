@@ -36,7 +36,7 @@ pub fn filter(host: Option<String>, tags: Vec<String>, paths: Vec<String>) -> Po
 }
 
 pub fn run(g: &Global, a: Args) -> Result<ExitCode> {
-    let vault = g.open()?;
+    let vault = g.open_unindexed()?;
     let f = filter(a.host, a.tags, a.paths);
     if a.deleted {
         return deleted(g, &vault, &f);
@@ -77,7 +77,7 @@ fn deleted(g: &Global, vault: &Vault, f: &PointFilter) -> Result<ExitCode> {
         .into_iter()
         .filter(|p| tombstones.contains_key(&p.id) && f.matches(p))
         .collect();
-    let purge = |p: &PointRecord| format_time(tombstones[&p.id].purge_time(&window));
+    let purge = |p: &PointRecord| format_time(tombstones[&p.id].purge_time(&window, &p.time));
     if g.json {
         let arr: Vec<serde_json::Value> = points
             .iter()

@@ -239,6 +239,14 @@ impl Global {
         self.open_locked(LockKind::Shared, command)
     }
 
+    /// Opens the vault without reading its index (for commands that need only point records or settings).
+    pub fn open_unindexed(&self) -> Result<Arc<Vault>> {
+        let store = self.store()?;
+        coffer::vault::read_config(store.as_ref())?;
+        let pass = self.passphrase()?;
+        Ok(Arc::new(Vault::open_unindexed(store, pass.as_bytes())?))
+    }
+
     /// Opens the vault for reading: under a shared lock unless `--no-lock` was given.
     pub fn open_reader(&self, command: &str) -> Result<Arc<Vault>> {
         if self.no_lock {

@@ -96,7 +96,7 @@ pub fn print(g: &Global, r: &PruneReport, dry_run: bool) {
 }
 
 pub fn unlock(g: &Global, all: bool) -> Result<ExitCode> {
-    let vault = g.open()?;
+    let vault = g.open_unindexed()?;
     let removed = vault.unlock(all)?;
     for l in &removed {
         println!("removed {}", l.describe());

@@ -43,7 +43,7 @@ pub enum VaultCommand {
 }
 
 pub fn policy(g: &Global, cmd: PolicyCommand) -> Result<ExitCode> {
-    let vault = g.open()?;
+    let vault = g.open_unindexed()?;
     let current = vault.settings()?;
     let next = match cmd {
         PolicyCommand::List => {
@@ -72,7 +72,7 @@ pub fn policy(g: &Global, cmd: PolicyCommand) -> Result<ExitCode> {
 }
 
 pub fn vault_settings(g: &Global, cmd: VaultCommand) -> Result<ExitCode> {
-    let vault = g.open()?;
+    let vault = g.open_unindexed()?;
     let current = vault.settings()?;
     match cmd {
         VaultCommand::Show => {

@@ -162,11 +162,13 @@ impl Tombstone {
     }
 
     /// When prune may purge the point: the later of `purge_after` and the deletion time plus the current window, so
-    /// lengthening the window also protects points already in the recycle bin.
-    pub fn purge_time(&self, window: &CalSpan) -> jiff::Timestamp {
-        let deleted = crate::util::parse_time(&self.deleted).unwrap_or(jiff::Timestamp::MAX);
-        let stored = crate::util::parse_time(&self.purge_after).unwrap_or(jiff::Timestamp::MAX);
-        stored.max(window.after(deleted))
+    /// lengthening the window also protects points already in the recycle bin. The deletion time counts as no
+    /// earlier than the point's own `point_time`, so a forgetting host whose clock is far behind cannot skip the
+    /// window.
+    pub fn purge_time(&self, window: &CalSpan, point_time: &str) -> jiff::Timestamp {
+        let parse = |t: &str| crate::util::parse_time(t).unwrap_or(jiff::Timestamp::MAX);
+        let deleted = parse(&self.deleted).max(crate::util::parse_time(point_time).unwrap_or(jiff::Timestamp::MIN));
+        parse(&self.purge_after).max(window.after(deleted))
     }
 }
 
@@ -216,7 +218,13 @@ mod tests {
         assert_eq!(Tombstone::decode(&t.point, &sealed, &keys).unwrap(), t);
         assert!(Tombstone::decode(&PointId([2; 32]), &sealed, &keys).is_err());
         let at = |s: &str| s.parse::<jiff::Timestamp>().unwrap();
-        assert_eq!(t.purge_time(&CalSpan::days(1)), at("2026-11-15T00:00:00Z"));
-        assert_eq!(t.purge_time(&CalSpan::days(30)), at("2026-12-01T00:00:00Z"));
+        let made = "2026-10-01T00:00:00.000000000Z";
+        assert_eq!(t.purge_time(&CalSpan::days(1), made), at("2026-11-15T00:00:00Z"));
+        assert_eq!(t.purge_time(&CalSpan::days(30), made), at("2026-12-01T00:00:00Z"));
+        // Deleted "before" the point was made (a clock far behind): the window runs from the point's time.
+        let mut early = t.clone();
+        early.deleted = "1970-01-01T00:00:00.000000000Z".into();
+        early.purge_after = "1970-01-15T00:00:00.000000000Z".into();
+        assert_eq!(early.purge_time(&CalSpan::days(14), made), at("2026-10-15T00:00:00Z"));
     }
 }

@@ -37,6 +37,9 @@ pub struct JobStart {
     /// "backup", "restore", "check", "forget", "prune".
     pub kind: String,
     pub host: String,
+    /// Kernel boot id and PID namespace (see `vault::lock`), where `pid` is meaningful.
+    #[serde(default)]
+    pub machine: String,
     pub pid: u32,
     pub by: String,
     pub start: String,

@@ -18,6 +18,9 @@ pub struct LockRecord {
     pub version: u32,
     pub kind: LockKind,
     pub host: String,
+    /// Kernel boot id and PID namespace of the holder (see `vault::lock`); its pid is only meaningful there.
+    #[serde(default)]
+    pub machine: String,
     pub pid: u32,
     /// The command holding it, e.g. "backup".
     pub command: String,

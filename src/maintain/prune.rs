@@ -16,7 +16,7 @@ use super::usage::{Usage, UsageError};
 use crate::format::ids::{PackId, PointId};
 use crate::format::index::IndexPack;
 use crate::format::pack::{BlobEntry, pack_name};
-use crate::format::point::point_name;
+use crate::format::point::{PointRecord, point_name};
 use crate::store::StoreError;
 use crate::vault::{OpenPack, SealedBlob, Vault, VaultError, pack_id_of, store_pack};
 use crate::view::View;
@@ -101,7 +101,6 @@ pub fn prune(vault: &Arc<Vault>, opts: PruneOptions) -> Result<PruneReport, Prun
     if opts.dry_run || nothing_to_free {
         return Ok(report);
     }
-    vault.check_lock()?;
     purge(vault, &due)?;
     let written = repack(vault, &plan.repack)?;
     report.packs_written = written.len();
@@ -110,40 +109,60 @@ pub fn prune(vault: &Arc<Vault>, opts: PruneOptions) -> Result<PruneReport, Prun
     let mut packs = plan.keep;
     packs.extend(written);
     let new_index = write_indexes(vault, packs)?;
-    for (name, _) in files.iter().filter(|(n, _)| !new_index.contains(n)) {
-        delete(vault, name)?;
-        report.index_files_replaced += 1;
-    }
+    let old_index: Vec<&String> = files
+        .iter()
+        .map(|(n, _)| n)
+        .filter(|n| !new_index.contains(*n))
+        .collect();
+    report.index_files_replaced = old_index.len();
+    delete_all(vault, old_index.into_iter().cloned())?;
     let doomed = plan.delete.iter().chain(&plan.unindexed).map(|(id, _)| *id);
-    for id in doomed.chain(plan.repack.iter().map(|(p, _)| p.id)) {
-        delete(vault, &pack_name(&id))?;
-    }
+    delete_all(
+        vault,
+        doomed
+            .chain(plan.repack.iter().map(|(p, _)| p.id))
+            .map(|id| pack_name(&id)),
+    )?;
     Ok(report)
 }
 
-/// Points whose recycle-bin window has passed, and every other point (live or still in the bin).
-fn due_points(vault: &Vault) -> Result<(Vec<PointId>, Vec<crate::format::point::PointRecord>), VaultError> {
+/// Points whose recycle-bin window has passed (or whose record is already gone), and every other point (live or
+/// still in the bin).
+fn due_points(vault: &Vault) -> Result<(Vec<PointId>, Vec<PointRecord>), VaultError> {
     let window = vault.settings()?.soft_delete;
     let now = jiff::Timestamp::now();
+    let all = vault.load_all_points()?;
+    let times: HashMap<PointId, &str> = all.iter().map(|p| (p.id, p.time.as_str())).collect();
     let due: HashSet<PointId> = vault
         .tombstones()?
         .into_iter()
-        .filter(|t| t.purge_time(&window) <= now)
+        .filter(|t| {
+            times
+                .get(&t.point)
+                .is_none_or(|time| t.purge_time(&window, time) <= now)
+        })
         .map(|t| t.point)
         .collect();
-    let remaining = vault
-        .load_all_points()?
-        .into_iter()
-        .filter(|p| !due.contains(&p.id))
-        .collect();
+    let remaining = all.iter().filter(|p| !due.contains(&p.id)).cloned().collect();
     Ok((due.into_iter().collect(), remaining))
 }
 
 /// Deletes each point record, then its tombstone.
 fn purge(vault: &Vault, due: &[PointId]) -> Result<(), VaultError> {
-    for id in due {
-        delete(vault, &point_name(id))?;
-        delete(vault, &crate::format::admin::tombstone_name(id))?;
+    let names = due
+        .iter()
+        .flat_map(|id| [point_name(id), crate::format::admin::tombstone_name(id)]);
+    delete_all(vault, names)
+}
+
+/// Deletes objects in order, checking first and then every `CHECK_EVERY` deletions that prune's lock still stands.
+fn delete_all(vault: &Vault, names: impl Iterator<Item = String>) -> Result<(), VaultError> {
+    const CHECK_EVERY: usize = 256;
+    for (i, name) in names.enumerate() {
+        if i % CHECK_EVERY == 0 {
+            vault.check_lock()?;
+        }
+        delete(vault, &name)?;
     }
     Ok(())
 }

@@ -39,6 +39,14 @@ pub enum SettingsError {
         "the vault is immutable ({mode}): this change would let forget remove recovery point {point}, which the policies in force keep"
     )]
     WeakerRetention { mode: &'static str, point: String },
+    #[error(
+        "the vault is immutable ({mode}): policy '{name}' may only keep more of the same points (same scope, no rule lower or removed)"
+    )]
+    WeakerPolicy { mode: &'static str, name: String },
+    #[error(
+        "the vault is immutable ({mode}): no policy can be added (it could release points no policy covers); add policies before turning immutability on"
+    )]
+    NewPolicy { mode: &'static str },
     #[error(transparent)]
     Forget(#[from] ForgetError),
 }
@@ -113,6 +121,18 @@ pub fn check_change(points: &[PointRecord], old: &Settings, new: &Settings) -> R
     if old.policies == new.policies {
         return Ok(());
     }
+    for p in &new.policies {
+        match old.policies.iter().find(|o| o.name == p.name) {
+            None => return Err(SettingsError::NewPolicy { mode }),
+            Some(o) if !keeps_at_least(p, o) => {
+                return Err(SettingsError::WeakerPolicy {
+                    mode,
+                    name: p.name.clone(),
+                });
+            }
+            Some(_) => {}
+        }
+    }
     let kept_now: HashSet<_> = kept(points, &old.policies)?;
     let kept_after: HashSet<_> = kept(points, &new.policies)?;
     match points
@@ -125,6 +145,31 @@ pub fn check_change(points: &[PointRecord], old: &Settings, new: &Settings) -> R
             point: p.id.short(),
         }),
     }
+}
+
+/// Does `new` keep, now and for any future points, everything `old` keeps? Same scope, every rule at least as
+/// strong. (Removing a policy is allowed: its points are then covered by none and kept.)
+fn keeps_at_least(new: &StoredPolicy, old: &StoredPolicy) -> bool {
+    let (n, o) = (&new.keep, &old.keep);
+    let counts = [
+        (n.last, o.last),
+        (n.hourly, o.hourly),
+        (n.daily, o.daily),
+        (n.weekly, o.weekly),
+        (n.monthly, o.monthly),
+        (n.yearly, o.yearly),
+    ];
+    let within = match (n.within, o.within) {
+        (_, None) => true,
+        (Some(a), Some(b)) => a.at_least(&b),
+        (None, Some(_)) => false,
+    };
+    new.host == old.host
+        && new.paths == old.paths
+        && new.tags == old.tags
+        && counts.iter().all(|(a, b)| a >= b)
+        && within
+        && o.tags.iter().all(|t| n.tags.contains(t))
 }
 
 fn kept(

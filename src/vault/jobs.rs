@@ -40,6 +40,7 @@ impl Vault {
             version: JOB_VERSION,
             kind: kind.to_string(),
             host: crate::util::hostname(),
+            machine: super::lock::this_machine().to_string(),
             pid: std::process::id(),
             by: super::actor(),
             start: crate::util::now_rfc3339(),
@@ -76,7 +77,7 @@ impl Vault {
             .locks()?
             .into_iter()
             .filter(|l| !l.stale)
-            .map(|l| (l.record.host, l.record.pid))
+            .map(|l| (l.record.machine, l.record.pid))
             .collect();
         let jobs: Vec<Option<Job>> = names
             .into_par_iter()
@@ -118,11 +119,12 @@ impl Vault {
     }
 }
 
+/// Running: its process is alive (on this machine), or holds a live lock (elsewhere).
 fn is_running(start: &JobStart, live_locks: &[(String, u32)]) -> bool {
-    if start.host == crate::util::hostname() {
+    if start.machine == super::lock::this_machine() {
         return super::lock::process_alive(start.pid);
     }
-    live_locks.iter().any(|(h, p)| *h == start.host && *p == start.pid)
+    live_locks.iter().any(|(m, p)| *m == start.machine && *p == start.pid)
 }
 
 impl JobHandle {
@@ -170,6 +172,7 @@ mod tests {
             version: JOB_VERSION,
             kind: "backup".into(),
             host: crate::util::hostname(),
+            machine: super::super::lock::this_machine().to_string(),
             pid: dead,
             by: "x".into(),
             start: crate::util::now_rfc3339(),

@@ -24,6 +24,9 @@ use std::time::{Duration, Instant};
 pub const REFRESH: Duration = Duration::from_secs(5 * 60);
 /// A lock not refreshed for this long is stale (six missed refreshes).
 pub const STALE_AFTER: Duration = Duration::from_secs(30 * 60);
+/// A holder whose last refresh is this old counts its own lock as lost (half of `STALE_AFTER`, so the holder gives up
+/// well before other hosts, whose clocks may be ahead, start to ignore it).
+const MAX_AGE: Duration = Duration::from_secs(15 * 60);
 
 /// A lock found in the vault.
 #[derive(Clone, Debug)]
@@ -64,7 +67,28 @@ pub struct LockGuard {
 struct Held {
     store: Arc<dyn Store>,
     keys: Keys,
-    record: Mutex<(String, LockRecord)>,
+    state: Mutex<HeldState>,
+}
+
+/// The lock object standing for this process now, and when it was written by both clocks. Once `lost`, a lock is
+/// never refreshed again: another process may have acted on its absence.
+struct HeldState {
+    name: String,
+    record: LockRecord,
+    written: Instant,
+    written_wall: std::time::SystemTime,
+    lost: bool,
+}
+
+impl HeldState {
+    /// Too long since the last write for others to still count it (by the monotonic clock, which keeps running while
+    /// the process is stopped, or by the wall clock, which also runs while the machine sleeps).
+    fn overdue(&self) -> bool {
+        let wall = std::time::SystemTime::now()
+            .duration_since(self.written_wall)
+            .unwrap_or_default();
+        self.written.elapsed().max(wall) >= MAX_AGE
+    }
 }
 
 impl Vault {
@@ -92,8 +116,20 @@ impl Vault {
         }
     }
 
-    /// Every lock in the vault, with its staleness judged now.
+    /// Every lock in the vault, with its staleness judged now. A listed lock that is gone when read may have been
+    /// replaced by its holder's refresh, so the listing is then taken again until it is consistent.
     pub fn locks(&self) -> Result<Vec<FoundLock>, VaultError> {
+        for _ in 0..50 {
+            if let Some(found) = self.read_locks()? {
+                return Ok(found);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Err(VaultError::Locked("the vault's locks keep changing; try again".into()))
+    }
+
+    /// The locks as listed, or `None` if one vanished between the listing and its read.
+    fn read_locks(&self) -> Result<Option<Vec<FoundLock>>, VaultError> {
         let now = Timestamp::now();
         let mut found = Vec::new();
         for o in self.store().list("locks/")? {
@@ -106,7 +142,7 @@ impl Vault {
             };
             let bytes = match self.store().read(&o.name, None) {
                 Ok(b) => b,
-                Err(StoreError::NotFound(_)) => continue, // released meanwhile
+                Err(StoreError::NotFound(_)) => return Ok(None),
                 Err(e) => return Err(e.into()),
             };
             let record = LockRecord::decode(&id, &bytes, self.keys()).map_err(|e| VaultError::Damaged {
@@ -120,7 +156,7 @@ impl Vault {
                 stale,
             });
         }
-        Ok(found)
+        Ok(Some(found))
     }
 
     /// Removes stale locks (or, with `all`, every lock); returns what was removed.
@@ -136,13 +172,32 @@ impl Vault {
     }
 }
 
-/// Stale: its process is known to be gone, or it has not been refreshed for `STALE_AFTER`.
+/// Stale: its process is known to be gone, or it has not been refreshed for `STALE_AFTER` (by this host's clock:
+/// hosts sharing a vault need clocks that agree within minutes).
 pub fn is_stale(r: &LockRecord, now: Timestamp) -> bool {
-    if r.host == crate::util::hostname() && !process_alive(r.pid) {
+    if known_dead(&r.machine, r.pid) {
         return true;
     }
     let refreshed = crate::util::parse_time(&r.refreshed).unwrap_or(Timestamp::UNIX_EPOCH);
     now.duration_since(refreshed).unsigned_abs() > STALE_AFTER && now > refreshed
+}
+
+/// This kernel boot and PID namespace: a pid means the same process only where this matches, which the host name
+/// alone does not ensure (containers and pods often share one).
+pub(crate) fn this_machine() -> &'static str {
+    static MACHINE: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    MACHINE.get_or_init(|| {
+        let boot = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").unwrap_or_default();
+        let ns = std::fs::read_link("/proc/self/ns/pid")
+            .map(|p| p.display().to_string())
+            .unwrap_or_default();
+        format!("{} {ns}", boot.trim())
+    })
+}
+
+/// True if `pid` of `machine` is known not to run any more (only decidable on the same machine).
+pub(crate) fn known_dead(machine: &str, pid: u32) -> bool {
+    machine.len() > 1 && machine == this_machine() && !process_alive(pid)
 }
 
 pub(crate) fn process_alive(pid: u32) -> bool {
@@ -172,6 +227,7 @@ fn write_lock(
         version: LOCK_VERSION,
         kind,
         host: crate::util::hostname(),
+        machine: this_machine().to_string(),
         pid: std::process::id(),
         command: command.to_string(),
         by: super::actor(),
@@ -186,7 +242,7 @@ fn write_lock(
 
 impl std::fmt::Debug for LockGuard {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let held = self.state.record.lock().map(|h| h.0.clone()).unwrap_or_default();
+        let held = self.state.state.lock().map(|st| st.name.clone()).unwrap_or_default();
         write!(f, "LockGuard({held})")
     }
 }
@@ -196,7 +252,13 @@ impl LockGuard {
         let state = Arc::new(Held {
             store,
             keys,
-            record: Mutex::new((name, record)),
+            state: Mutex::new(HeldState {
+                name,
+                record,
+                written: Instant::now(),
+                written_wall: std::time::SystemTime::now(),
+                lost: false,
+            }),
         });
         let (stop, stopped) = channel::<()>();
         let s = state.clone();
@@ -214,37 +276,62 @@ impl LockGuard {
         }
     }
 
-    /// Fails if this lock no longer stands: removed by someone (`coffer unlock`) or not refreshed in time, so another
-    /// process may have taken an exclusive lock meanwhile.
+    /// Fails if this lock may no longer stand: it was removed (`coffer unlock`), or its last refresh is so old that
+    /// other processes may have ignored it, so an exclusive lock may have been taken meanwhile.
     pub fn check_held(&self) -> Result<(), VaultError> {
-        let (name, record) = self.state.record.lock().expect("lock state").clone();
-        let gone = match self.state.store.read(&name, None) {
-            Err(StoreError::NotFound(_)) => true,
-            Err(e) => return Err(e.into()),
-            Ok(_) => is_stale(&record, Timestamp::now()),
-        };
-        if gone {
-            return Err(VaultError::Locked(format!(
-                "this process lost its vault lock ({name} was removed or not refreshed in time); nothing was committed"
-            )));
+        let mut st = self.state.state.lock().expect("lock state");
+        if !st.lost && st.overdue() {
+            st.lost = true;
         }
-        Ok(())
+        if !st.lost {
+            match self.state.store.read(&st.name, None) {
+                Ok(_) => return Ok(()),
+                Err(StoreError::NotFound(_)) => st.lost = true,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(lost(&st.name))
     }
 }
 
+fn lost(name: &str) -> VaultError {
+    VaultError::Locked(format!(
+        "this process lost its vault lock ({name} was removed or not refreshed in time); nothing more is committed"
+    ))
+}
+
 impl Held {
+    /// Writes a new lock object and removes the old one; marks the lock lost instead if the old one is gone or the
+    /// last refresh is overdue.
     fn refresh(&self) -> Result<(), VaultError> {
-        let mut held = self.record.lock().expect("lock state");
-        let (old, record) = &*held;
-        let next = write_lock(
+        let mut st = self.state.lock().expect("lock state");
+        if st.lost || st.overdue() {
+            st.lost = true;
+            return Err(lost(&st.name));
+        }
+        let (name, record) = write_lock(
             self.store.as_ref(),
             &self.keys,
-            record.kind,
-            &record.command,
-            Some(record),
+            st.record.kind,
+            &st.record.command,
+            Some(&st.record),
         )?;
-        let _ = self.store.delete(old);
-        *held = next;
+        match self.store.delete(&st.name) {
+            Ok(()) => {}
+            Err(StoreError::NotFound(_)) => {
+                let _ = self.store.delete(&name);
+                st.lost = true;
+                return Err(lost(&st.name));
+            }
+            Err(e) => log::warn!("could not remove the previous lock object: {e}"),
+        }
+        *st = HeldState {
+            name,
+            record,
+            written: Instant::now(),
+            written_wall: std::time::SystemTime::now(),
+            lost: false,
+        };
         Ok(())
     }
 }
@@ -255,7 +342,7 @@ impl Drop for LockGuard {
         if let Some(t) = self.refresher.take() {
             let _ = t.join();
         }
-        let name = self.state.record.lock().map(|h| h.0.clone());
+        let name = self.state.state.lock().map(|st| st.name.clone());
         if let Ok(name) = name {
             let _ = self.state.store.delete(&name);
         }

@@ -122,6 +122,8 @@ pub struct Vault {
     master: [u8; 32],
     chunker: Chunker,
     index: RwLock<Index>,
+    /// Names of the index files read into `index`; `None` until the index is first loaded.
+    loaded_index: std::sync::Mutex<Option<std::collections::HashSet<String>>>,
     /// The lock this process holds on the vault, if it took one; released when the vault is dropped.
     lock: std::sync::Mutex<Option<LockGuard>>,
 }
@@ -148,7 +150,10 @@ impl Vault {
             StoreError::AlreadyExists(_) => VaultError::Exists(store.describe()),
             e => e.into(),
         })?;
-        Ok(Vault::assemble(store, config, &master, key_id))
+        let vault = Vault::assemble(store, config, &master, key_id);
+        // A new vault's index is complete: empty.
+        *vault.loaded_index.lock().expect("loaded index lock") = Some(Default::default());
+        Ok(vault)
     }
 
     /// Opens a vault: reads its config, finds the key that `passphrase` unlocks, and loads the index.
@@ -183,7 +188,9 @@ impl Vault {
         }
     }
 
-    fn open_unindexed(store: Arc<dyn Store>, passphrase: &[u8]) -> Result<Vault, VaultError> {
+    /// Opens a vault without reading its index, for commands that only read point records or management objects
+    /// (`list`, `jobs`, settings, keys). `load_index` can still be called later.
+    pub fn open_unindexed(store: Arc<dyn Store>, passphrase: &[u8]) -> Result<Vault, VaultError> {
         let config = read_config(store.as_ref())?;
         let (key_id, master) = keys::unlock(store.as_ref(), &config, passphrase)?;
         Ok(Vault::assemble(store, config, &master, key_id))
@@ -200,6 +207,7 @@ impl Vault {
             master: *master,
             chunker,
             index: RwLock::new(Index::new()),
+            loaded_index: std::sync::Mutex::new(None),
             lock: std::sync::Mutex::new(None),
         }
     }
@@ -239,34 +247,60 @@ impl Vault {
         packs.iter().for_each(|p| index.add_pack(p));
     }
 
-    /// Reads every index file (in parallel) into memory.
+    /// Reads every index file not read yet (in parallel) into memory. Called again after points are listed, it
+    /// picks up the index files of points saved since the vault was opened.
     pub fn load_index(&self) -> Result<(), VaultError> {
-        let files = self.read_index_files()?;
+        let names: Vec<String> = {
+            let loaded = self.loaded_index.lock().expect("loaded index lock");
+            let listed = self.store.list("index/")?;
+            let seen = |n: &String| loaded.as_ref().is_some_and(|l| l.contains(n));
+            listed.into_iter().map(|o| o.name).filter(|n| !seen(n)).collect()
+        };
+        let files = self.read_index_named(&names)?;
         let mut index = self.index.write().expect("index lock poisoned");
-        for (_, file) in files {
+        for (_, file) in &files {
             file.packs.iter().for_each(|p| index.add_pack(p));
         }
+        self.loaded_index
+            .lock()
+            .expect("loaded index lock")
+            .get_or_insert_default()
+            .extend(names);
         Ok(())
+    }
+
+    /// Reloads index files only if the index was loaded before (commands that never need it do not pay for it).
+    pub(crate) fn refresh_index(&self) -> Result<(), VaultError> {
+        if self.loaded_index.lock().expect("loaded index lock").is_none() {
+            return Ok(());
+        }
+        self.load_index()
     }
 
     /// Every index file with its object name, decoded (in parallel).
     pub fn read_index_files(&self) -> Result<Vec<(String, IndexFile)>, VaultError> {
-        let files = self.store.list("index/")?;
-        files
+        let names: Vec<String> = self.store.list("index/")?.into_iter().map(|o| o.name).collect();
+        self.read_index_named(&names)
+    }
+
+    fn read_index_named(&self, names: &[String]) -> Result<Vec<(String, IndexFile)>, VaultError> {
+        names
             .par_iter()
-            .map(|f| {
-                let bytes = self.store.read(&f.name, None)?;
-                let file = IndexFile::decode(&bytes, &self.keys).map_err(|e| VaultError::damaged(&f.name, e))?;
-                Ok((f.name.clone(), file))
+            .map(|name| {
+                let bytes = self.store.read(name, None)?;
+                let file = IndexFile::decode(&bytes, &self.keys).map_err(|e| VaultError::damaged(name, e))?;
+                Ok((name.clone(), file))
             })
             .collect()
     }
 
-    /// Stores an index file listing `packs`; returns its name (`None` for no packs, when nothing is written).
+    /// Refused if the vault was opened under a lock that no longer stands: a prune may have deleted packs meanwhile,
+    /// and an index file listing them would make later backups reuse missing data.
     pub fn write_index(&self, packs: Vec<IndexPack>) -> Result<Option<String>, VaultError> {
         if packs.is_empty() {
             return Ok(None);
         }
+        self.check_lock()?;
         let (id, bytes) = IndexFile::encode(packs, &self.keys);
         let name = index_name(&id);
         match self.store.create(&name, &bytes) {

@@ -73,6 +73,8 @@ impl Vault {
             })
             .collect::<Result<_, _>>()?;
         let mut points: Vec<PointRecord> = loaded.into_iter().flatten().collect();
+        // Points saved after the index was read have their index files written before them: read those now.
+        self.refresh_index()?;
         points.sort_by(|a, b| a.time.cmp(&b.time).then(a.id.cmp(&b.id)));
         Ok(points)
     }
@@ -120,7 +122,11 @@ pub fn match_prefix(vault: &Vault, ids: &[PointId], spec: &str) -> Result<PointR
     }
     let matches: Vec<&PointId> = ids.iter().filter(|id| id.to_hex().starts_with(&wanted)).collect();
     match matches.as_slice() {
-        [one] => vault.load_point(one),
+        [one] => {
+            let point = vault.load_point(one)?;
+            vault.refresh_index()?;
+            Ok(point)
+        }
         [] => Err(VaultError::Point(format!("no recovery point '{spec}'"))),
         many => Err(VaultError::Point(format!(
             "'{spec}' is ambiguous: it matches {} recovery points",
@@ -132,6 +138,7 @@ pub fn match_prefix(vault: &Vault, ids: &[PointId], spec: &str) -> Result<PointR
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::Arc;
 
     fn point(id: [u8; 32], time: &str, host: &str) -> PointRecord {
         crate::format::point::sample(id, time, host)
@@ -176,5 +183,19 @@ mod tests {
                 .to_string()
                 .contains("not a recovery point id")
         );
+    }
+
+    #[test]
+    fn points_saved_after_opening_are_readable_and_check_healthy() {
+        let (store, early) = crate::vault::test_vault(1 << 20);
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("f"), b"written after the first vault was opened").unwrap();
+        let late = Arc::new(Vault::open(Arc::new(store), b"pw").unwrap());
+        let opts = crate::backup::BackupOptions::files(vec![dir.path().to_path_buf()], "h");
+        crate::backup::run(late, &opts, &Default::default()).unwrap();
+        let report = crate::maintain::check::check(early.clone(), false).unwrap();
+        assert!(report.healthy(), "{report:?}");
+        let p = resolve_point(&early, "latest", &PointFilter::default()).unwrap();
+        early.read_tree(&p.tree).unwrap();
     }
 }

@@ -95,9 +95,9 @@ fn an_immutable_vault_only_lengthens_retention() {
     let err = check_change(&pts, &on2, &weaker).unwrap_err();
     assert_eq!(
         err,
-        SettingsError::WeakerRetention {
+        SettingsError::WeakerPolicy {
             mode: "on",
-            point: pts[1].id.short()
+            name: "p".into()
         }
     );
     let stronger = Settings {

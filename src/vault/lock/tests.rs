@@ -9,6 +9,11 @@ fn plant(vault: &Vault, kind: LockKind, host: &str, pid: u32, refreshed: Timesta
         version: LOCK_VERSION,
         kind,
         host: host.into(),
+        machine: if host == crate::util::hostname() {
+            this_machine().into()
+        } else {
+            "elsewhere".into()
+        },
         pid,
         command: "backup".into(),
         by: "someone@elsewhere".into(),
@@ -116,6 +121,69 @@ fn a_lock_removed_by_hand_is_noticed_before_committing() {
     assert_eq!(vault.locks().unwrap().len(), 1, "a refresh replaces the lock object");
     g.check_held().unwrap();
     vault.unlock(true).unwrap();
+    // The next refresh must not bring the lock back: a prune may have run in the gap.
+    assert!(g.state.refresh().is_err());
+    assert!(vault.locks().unwrap().is_empty(), "a lost lock is not written again");
     let err = g.check_held().unwrap_err().to_string();
     assert!(err.contains("lost its vault lock"), "{err}");
+}
+
+#[test]
+fn a_holder_that_slept_past_its_refresh_counts_its_lock_as_lost() {
+    let (_, vault) = test_vault(1 << 20);
+    let g = vault.lock(LockKind::Shared, "backup", NO_WAIT).unwrap();
+    g.state.state.lock().unwrap().written_wall -= Duration::from_secs(16 * 60);
+    assert!(
+        g.check_held().is_err(),
+        "16 minutes without a refresh: others may already ignore it"
+    );
+    assert!(g.state.refresh().is_err());
+}
+
+/// Runs a hook (once) right after `locks/` is listed, before the listed objects are read.
+struct HookAfterList {
+    inner: crate::store::MemoryStore,
+    hook: Mutex<Option<Box<dyn FnOnce() + Send>>>,
+}
+
+impl Store for HookAfterList {
+    fn list(&self, prefix: &str) -> Result<Vec<crate::store::ObjectInfo>, StoreError> {
+        let listed = self.inner.list(prefix);
+        if prefix == "locks/"
+            && let Some(hook) = self.hook.lock().unwrap().take()
+        {
+            hook();
+        }
+        listed
+    }
+    fn read(&self, name: &str, range: Option<std::ops::Range<u64>>) -> Result<Vec<u8>, StoreError> {
+        self.inner.read(name, range)
+    }
+    fn create(&self, name: &str, data: &[u8]) -> Result<(), StoreError> {
+        self.inner.create(name, data)
+    }
+    fn delete(&self, name: &str) -> Result<(), StoreError> {
+        self.inner.delete(name)
+    }
+    fn describe(&self) -> String {
+        self.inner.describe()
+    }
+}
+
+#[test]
+fn a_lock_refreshed_between_listing_and_reading_still_counts() {
+    let (store, vault) = test_vault(1 << 20);
+    let g = vault.lock(LockKind::Shared, "backup", NO_WAIT).unwrap();
+    let held = g.state.clone();
+    let hooked = HookAfterList {
+        inner: store,
+        hook: Mutex::new(Some(Box::new(move || held.refresh().unwrap()))),
+    };
+    let other = Vault::open(Arc::new(hooked), b"pw").unwrap();
+    let err = other
+        .lock(LockKind::Exclusive, "prune", NO_WAIT)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("shared lock of backup"), "{err}");
+    g.check_held().unwrap();
 }
