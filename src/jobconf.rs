@@ -274,9 +274,18 @@ pub fn check_within(text: &str) -> Result<crate::span::CalSpan, String> {
 struct Args(Vec<OsString>);
 
 impl Args {
+    /// `FLAG VALUE`, or `FLAG=VALUE` when the value starts with `-`: clap (like most parsers) would take a separate
+    /// `-x` for a flag, so `--exclude -x` or `--pre-script --now` would not parse.
     fn pair(&mut self, flag: &str, value: impl Into<OsString>) {
-        self.0.push(flag.into());
-        self.0.push(value.into());
+        let value = value.into();
+        if value.as_encoded_bytes().starts_with(b"-") {
+            let mut joined = OsString::from(format!("{flag}="));
+            joined.push(&value);
+            self.0.push(joined);
+        } else {
+            self.0.push(flag.into());
+            self.0.push(value);
+        }
     }
 
     fn opt(&mut self, flag: &str, value: Option<&str>) {

@@ -11,6 +11,8 @@ mod ls;
 mod mount;
 mod prune;
 mod restore;
+mod run;
+mod schedule;
 mod settings;
 mod signals;
 mod stats;
@@ -58,6 +60,9 @@ pub struct Cli {
     /// run meanwhile and make reads fail
     #[arg(long, global = true)]
     no_lock: bool,
+    /// The job file that `run` and `schedule` read
+    #[arg(long, global = true, env = "COFFER_CONFIG", value_name = "FILE", default_value = coffer::jobconf::DEFAULT_PATH)]
+    config: PathBuf,
     #[command(subcommand)]
     command: Command,
 }
@@ -122,6 +127,11 @@ enum Command {
     /// Show or change vault settings (immutability, soft-delete window)
     #[command(subcommand)]
     Vault(settings::VaultCommand),
+    /// Run a backup job of the job file (--config), then forget its old points by the job's retention
+    Run(run::Args),
+    /// Run the jobs of the job file on their schedules: systemd timers, or cron lines where systemd is absent
+    #[command(subcommand)]
+    Schedule(schedule::ScheduleCommand),
 }
 
 /// Options every command sees.
@@ -185,6 +195,8 @@ pub fn run() -> Result<ExitCode> {
         Command::Stats(a) => stats::run(&g, a),
         Command::Policy(c) => settings::policy(&g, c),
         Command::Vault(c) => settings::vault_settings(&g, c),
+        Command::Run(a) => run::run(&g, &cli.config, &a),
+        Command::Schedule(c) => schedule::run(&g, &cli.config, c),
     }
 }
 

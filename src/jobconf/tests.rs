@@ -219,6 +219,24 @@ fn snapshot_command_flags_and_overrides_of_vault_and_password() {
 }
 
 #[test]
+fn values_starting_with_a_dash_are_joined_to_their_flag() {
+    let text = "[jobs.a]\npaths = ['/a']\nexclude = ['-draft*', 'x']\npre_scripts = ['--now']\n\
+                tags = ['-']\n[jobs.a.retention]\nkeep_tags = ['-pin']\n";
+    let a = parse(text, Path::new(CONFIG)).unwrap().jobs.remove("a").unwrap();
+    assert_eq!(
+        a.backup_args(),
+        os(&[
+            "--tag=-",
+            "--exclude=-draft*",
+            "--exclude",
+            "x",
+            "--pre-script=--now",
+            "/a"
+        ])
+    );
+    assert_eq!(a.retention_args(), Some(os(&["--keep-tag=-pin"])));
+}
+#[test]
 fn a_job_inherits_what_it_does_not_set_and_nothing_when_the_file_sets_nothing() {
     let text = "password_command = 'cat /k'\n[jobs.a]\npaths = ['/a']\n[jobs.b]\npaths = ['/b']\n\
                 vault = '/vb'\npassword_file = '/pb'\n";
