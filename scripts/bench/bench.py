@@ -107,10 +107,10 @@ def disks(res, before, after, tool_sets, runs):
 
 
 def prunes(res, tool_sets, runs):
-    """Row 7: after the three tree backups, forget all but the newest and free what only the others used."""
+    """Row 9: after the three tree backups, forget all but the newest and free what only the others used."""
     for r in range(runs):
         for t in rotate(tool_sets[r], r):
-            timed(res, "7. forget all but the newest + prune: time (s)", t.name, t.prune_keep_last())
+            timed(res, "9. forget all but the newest + prune: time (s)", t.name, t.prune_keep_last())
             res.add("5e. vault size after prune (MiB)", t.name, tools.dir_size(t.repo) / MiB)
 
 
