@@ -8,9 +8,11 @@
 pub mod faulty;
 mod local;
 mod memory;
+mod retry;
 
 pub use local::LocalStore;
 pub use memory::MemoryStore;
+pub use retry::{RetryPolicy, Retrying};
 
 use std::ops::Range;
 
@@ -34,6 +36,9 @@ pub enum StoreError {
     OutOfRange { name: String, size: u64, range: Range<u64> },
     #[error("'{0}' is not a valid object name")]
     BadName(String),
+    /// A failure that may pass if the request is repeated (timeout, throttling, dropped connection, short read).
+    #[error("{name}: {message}")]
+    Transient { name: String, message: String },
 }
 
 /// A flat namespace of immutable byte objects. Names are `/`-separated paths of `[a-z0-9._-]` segments with no empty,
