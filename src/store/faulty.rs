@@ -102,7 +102,7 @@ impl<S: Store> Flaky<S> {
 
     fn fault(&self) -> Option<Fault> {
         let n = self.requests.fetch_add(1, SeqCst) + 1;
-        if n % self.every != 0 {
+        if !n.is_multiple_of(self.every) {
             return None;
         }
         let k = self.faults.fetch_add(1, SeqCst);
