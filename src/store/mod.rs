@@ -4,12 +4,14 @@
 //! listing by prefix. Nothing above it may assume a POSIX file system. The vault only ever adds objects during a
 //! backup and never rewrites one; content-addressed names make "create if absent" the only write needed.
 
+mod cache;
 #[cfg(test)]
 pub mod faulty;
 mod local;
 mod memory;
 mod retry;
 
+pub use cache::{CachedStore, SMALL_READ};
 pub use local::LocalStore;
 pub use memory::MemoryStore;
 pub use retry::{RetryPolicy, Retrying};
