@@ -26,8 +26,10 @@ pub struct CachedStore<S> {
     dir: PathBuf,
     cap: u64,
     /// Cached file name -> (size, last use), and the total size.
-    entries: Mutex<(BTreeMap<String, (u64, SystemTime)>, u64)>,
+    entries: Mutex<(Entries, u64)>,
 }
+
+type Entries = BTreeMap<String, (u64, SystemTime)>;
 
 impl<S: Store> CachedStore<S> {
     /// A cache in `dir` (created if missing) holding at most `cap` bytes; entries from earlier runs are kept.
