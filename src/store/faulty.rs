@@ -1,5 +1,6 @@
-//! A store wrapper for tests that stops working after a given number of writes (creates and deletes), the way a
-//! process killed at that moment would: every later write fails, reads keep working.
+//! Store wrappers for tests: [`DieAfterWrites`] stops working after a given number of writes (creates and deletes),
+//! the way a process killed at that moment would: every later write fails, reads keep working. [`LaxDelete`]
+//! reports deleting an absent object as a success, as S3 does.
 
 use super::{ObjectInfo, Store, StoreError};
 use std::ops::Range;
@@ -63,5 +64,33 @@ impl<S: Store> Store for DieAfterWrites<S> {
 
     fn describe(&self) -> String {
         self.inner.describe()
+    }
+}
+
+/// Deleting an absent object succeeds, as on S3 (the `Store::delete` contract allows it).
+pub struct LaxDelete<S>(pub S);
+
+impl<S: Store> Store for LaxDelete<S> {
+    fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>, StoreError> {
+        self.0.list(prefix)
+    }
+
+    fn read(&self, name: &str, range: Option<Range<u64>>) -> Result<Vec<u8>, StoreError> {
+        self.0.read(name, range)
+    }
+
+    fn create(&self, name: &str, data: &[u8]) -> Result<(), StoreError> {
+        self.0.create(name, data)
+    }
+
+    fn delete(&self, name: &str) -> Result<(), StoreError> {
+        match self.0.delete(name) {
+            Err(StoreError::NotFound(_)) => Ok(()),
+            other => other,
+        }
+    }
+
+    fn describe(&self) -> String {
+        self.0.describe()
     }
 }
