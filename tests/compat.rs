@@ -23,8 +23,8 @@ fn fixture() -> (tempfile::TempDir, Coffer) {
             .success()
     );
     let c = Coffer {
-        vault,
         password: "fixture".into(),
+        ..Coffer::new(&vault)
     };
     (tmp, c)
 }

@@ -21,7 +21,7 @@ use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
 use coffer::format::job::{JobEnd, JobStatus};
 use coffer::format::lock::LockKind;
-use coffer::store::LocalStore;
+use coffer::store::Store;
 use coffer::vault::JobHandle;
 use coffer::vault::{InitOptions, Vault};
 use std::io::IsTerminal;
@@ -35,8 +35,9 @@ pub const EXIT_WARNINGS: u8 = 3;
 #[derive(Parser)]
 #[command(name = "coffer", version, about = "Encrypted, deduplicating backups you can browse")]
 pub struct Cli {
-    /// Vault location (a directory)
-    #[arg(long, global = true, env = "COFFER_VAULT", value_name = "PATH")]
+    /// Vault location: a directory, s3://BUCKET/PREFIX or azure://CONTAINER/PREFIX (credentials from the AWS_* or
+    /// AZURE_* variables, see the README)
+    #[arg(long, global = true, env = "COFFER_VAULT", value_name = "PATH|URL")]
     vault: Option<PathBuf>,
     /// Read the passphrase from the first line of this file
     #[arg(long, global = true, value_name = "FILE")]
@@ -219,15 +220,19 @@ fn init(g: &Global, compression: i32) -> Result<ExitCode> {
 }
 
 impl Global {
-    fn store(&self) -> Result<Arc<LocalStore>> {
-        let Some(path) = &self.vault else {
-            bail!("no vault given: use --vault PATH or set COFFER_VAULT")
+    /// The store of `--vault` (or `COFFER_VAULT`): a directory or an object-store URL.
+    fn store(&self) -> Result<Arc<dyn Store>> {
+        let Some(location) = &self.vault else {
+            bail!("no vault given: use --vault PATH|URL or set COFFER_VAULT")
         };
-        Ok(Arc::new(LocalStore::new(path.clone())))
+        Ok(coffer::store::open(location.as_os_str())?)
     }
 
-    pub fn vault_path(&self) -> Option<&PathBuf> {
-        self.vault.as_ref()
+    /// The vault's directory, unless the vault is on object storage.
+    pub fn vault_dir(&self) -> Option<&PathBuf> {
+        self.vault
+            .as_ref()
+            .filter(|v| !v.to_str().is_some_and(coffer::store::is_url))
     }
 
     /// The passphrase to hand to a child process, unless it can find it the same way this one did.

@@ -132,7 +132,7 @@ fn check_mountpoint(mp: &Path, g: &Global) -> Result<()> {
         bail!("mount point {} is not empty", mp.display());
     }
     let real = std::fs::canonicalize(mp)?;
-    if let Some(vault) = g.vault_path().and_then(|v| std::fs::canonicalize(v).ok())
+    if let Some(vault) = g.vault_dir().and_then(|v| std::fs::canonicalize(v).ok())
         && real.starts_with(&vault)
     {
         bail!("mount point {} is inside the vault {}", mp.display(), vault.display());

@@ -163,8 +163,11 @@ impl Check<'_> {
         Ok(())
     }
 
+    /// A directory (absolute) or an object-store URL.
     fn vault(&self, vault: Option<PathBuf>) -> Checked<Option<PathBuf>> {
-        if let Some(v) = &vault {
+        if let Some(v) = &vault
+            && !v.to_str().is_some_and(crate::store::is_url)
+        {
             self.absolute("vault", std::slice::from_ref(v))?;
         }
         Ok(vault)

@@ -248,6 +248,12 @@ fn a_job_inherits_what_it_does_not_set_and_nothing_when_the_file_sets_nothing() 
     );
     let bare = parse("[jobs.a]\npaths = ['/a']\n", Path::new(CONFIG)).unwrap();
     assert!(bare.jobs["a"].global_args().is_empty());
+    let cloud = parse(
+        "vault = 's3://bucket/vault'\n[jobs.a]\npaths = ['/a']\n",
+        Path::new(CONFIG),
+    )
+    .unwrap();
+    assert_eq!(cloud.jobs["a"].global_args(), os(&["--vault", "s3://bucket/vault"]));
 }
 
 #[test]

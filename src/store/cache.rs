@@ -69,7 +69,9 @@ impl<S: Store> CachedStore<S> {
         let flat = name.replace('/', "~");
         match range {
             None if name.starts_with("index/") => Some(flat),
-            Some(r) if r.end - r.start <= SMALL_READ => Some(format!("{flat}@{}-{}", r.start, r.end)),
+            Some(r) if r.start <= r.end && r.end - r.start <= SMALL_READ => {
+                Some(format!("{flat}@{}-{}", r.start, r.end))
+            }
             _ => None,
         }
     }

@@ -1,6 +1,7 @@
-//! Store wrappers for tests that inject faults: `DieAfterWrites` stops working after a given number of writes
-//! (creates and deletes), the way a process killed at that moment would; `Flaky` fails every Nth request in turn by
-//! refusing it, by timing out, by performing it and then reporting a failure, or by returning a read one byte short.
+//! Store wrappers for tests that inject faults: [`DieAfterWrites`] stops working after a given number of writes
+//! (creates and deletes), the way a process killed at that moment would; [`Flaky`] fails every Nth request in turn
+//! by refusing it, by timing out, by performing it and then reporting a failure, or by returning a ranged read one
+//! byte short; [`LaxDelete`] reports deleting an absent object as a success, as S3 does.
 
 use super::{ObjectInfo, Store, StoreError};
 use std::ops::Range;
@@ -169,5 +170,33 @@ impl<S: Store> Store for Flaky<S> {
 
     fn describe(&self) -> String {
         self.inner.describe()
+    }
+}
+
+/// Deleting an absent object succeeds, as on S3 (the `Store::delete` contract allows it).
+pub struct LaxDelete<S>(pub S);
+
+impl<S: Store> Store for LaxDelete<S> {
+    fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>, StoreError> {
+        self.0.list(prefix)
+    }
+
+    fn read(&self, name: &str, range: Option<Range<u64>>) -> Result<Vec<u8>, StoreError> {
+        self.0.read(name, range)
+    }
+
+    fn create(&self, name: &str, data: &[u8]) -> Result<(), StoreError> {
+        self.0.create(name, data)
+    }
+
+    fn delete(&self, name: &str) -> Result<(), StoreError> {
+        match self.0.delete(name) {
+            Err(StoreError::NotFound(_)) => Ok(()),
+            other => other,
+        }
+    }
+
+    fn describe(&self) -> String {
+        self.0.describe()
     }
 }

@@ -91,7 +91,7 @@ impl<S: Store> Store for Retrying<S> {
         self.run(name, |_| {
             let bytes = self.inner.read(name, range.clone())?;
             match &range {
-                Some(r) if bytes.len() as u64 != r.end - r.start => Err(StoreError::Transient {
+                Some(r) if bytes.len() as u64 != r.end.saturating_sub(r.start) => Err(StoreError::Transient {
                     name: name.to_string(),
                     message: format!("short read: {} of {} bytes", bytes.len(), r.end - r.start),
                 }),

@@ -87,14 +87,19 @@ impl Vault {
         }
     }
 
-    /// Takes a point out of the recycle bin, unchanged.
+    /// Takes a point out of the recycle bin, unchanged. The tombstone is read first: a store may report the delete
+    /// of an absent object as a success, and a point not in the bin must be said so.
     pub fn undelete(&self, point: &PointId) -> Result<(), VaultError> {
-        match self.store().delete(&tombstone_name(point)) {
+        let name = tombstone_name(point);
+        let not_in_bin = || VaultError::Point(format!("recovery point {} is not in the recycle bin", point.short()));
+        match self.store().read(&name, None) {
+            Ok(_) => {}
+            Err(StoreError::NotFound(_)) => return Err(not_in_bin()),
+            Err(e) => return Err(e.into()),
+        }
+        match self.store().delete(&name) {
             Ok(()) => Ok(()),
-            Err(StoreError::NotFound(_)) => Err(VaultError::Point(format!(
-                "recovery point {} is not in the recycle bin",
-                point.short()
-            ))),
+            Err(StoreError::NotFound(_)) => Err(not_in_bin()),
             Err(e) => Err(e.into()),
         }
     }
@@ -148,5 +153,18 @@ mod tests {
                 .to_string()
                 .contains("not in the recycle bin")
         );
+    }
+
+    #[test]
+    fn undelete_says_not_in_the_bin_where_deleting_nothing_succeeds() {
+        let (store, _) = crate::vault::test_vault(1 << 20);
+        let lax = crate::store::faulty::LaxDelete(store);
+        let vault = crate::vault::Vault::open(std::sync::Arc::new(lax), b"pw").unwrap();
+        let id = PointId([6; 32]);
+        let err = vault.undelete(&id).unwrap_err().to_string();
+        assert!(err.contains("not in the recycle bin"), "{err}");
+        vault.soft_delete(id, jiff::Timestamp::now(), "test").unwrap();
+        vault.undelete(&id).unwrap();
+        assert!(vault.deleted_ids().unwrap().is_empty());
     }
 }

@@ -302,12 +302,21 @@ fn lost(name: &str) -> VaultError {
 
 impl Held {
     /// Writes a new lock object and removes the old one; marks the lock lost instead if the old one is gone or the
-    /// last refresh is overdue.
+    /// last refresh is overdue. The old object is read first, since a store may report deleting an absent object
+    /// as a success; the delete's own `NotFound` (a removal between the read and the delete) counts as lost too.
     fn refresh(&self) -> Result<(), VaultError> {
         let mut st = self.state.lock().expect("lock state");
         if st.lost || st.overdue() {
             st.lost = true;
             return Err(lost(&st.name));
+        }
+        match self.store.read(&st.name, None) {
+            Ok(_) => {}
+            Err(StoreError::NotFound(_)) => {
+                st.lost = true;
+                return Err(lost(&st.name));
+            }
+            Err(e) => return Err(e.into()),
         }
         let (name, record) = write_lock(
             self.store.as_ref(),

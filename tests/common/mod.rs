@@ -4,6 +4,7 @@
 //! - [`compare_trees`] lists every difference between two trees, content and metadata alike.
 //! - [`mutate_tree`] makes small deterministic changes, for incremental-backup tests.
 //! - [`run`] runs the built `coffer` binary against a vault.
+//! - [`servers`] starts S3 (moto) and Azure Blob (Azurite) endpoints on loopback for vaults on object storage.
 //!
 //! Everything here needs root (chown, mknod, ACLs) and a filesystem with user xattrs, ACLs and holes (ext4, tmpfs).
 //! Nothing here changes the process-wide state (umask, cwd): tests run in parallel threads.
@@ -12,6 +13,7 @@
 pub mod machine;
 pub mod mounted;
 pub mod run;
+pub mod servers;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::ffi::{CStr, CString, OsStr, OsString};

@@ -8,11 +8,13 @@ pub fn coffer_bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_coffer"))
 }
 
-/// A vault path and the passphrase that opens it.
+/// A vault (a path, or an object-store URL) and the passphrase that opens it.
 #[derive(Clone, Debug)]
 pub struct Coffer {
     pub vault: PathBuf,
     pub password: String,
+    /// More environment for every command, e.g. an object store's credentials and endpoint.
+    pub env: Vec<(String, String)>,
 }
 
 impl Coffer {
@@ -21,17 +23,31 @@ impl Coffer {
         Coffer {
             vault: vault.to_path_buf(),
             password: "test passphrase".into(),
+            env: Vec::new(),
         }
     }
 
-    /// `coffer --vault <vault> <args>` with `COFFER_PASSWORD` set, `COFFER_VAULT` and `COFFER_NEW_PASSWORD` removed
-    /// from the inherited environment, and stdin from /dev/null (override with `.stdin(..)` when a test feeds it).
+    /// The vault at an object-store `url`, reached with the variables `env` (and no local read cache under $HOME,
+    /// unless `env` sets `COFFER_CACHE_LIMIT` and `COFFER_CACHE_DIR`).
+    pub fn at_url(url: &str, env: &[(String, String)]) -> Coffer {
+        let mut all = vec![("COFFER_CACHE_LIMIT".to_string(), "0".to_string())];
+        all.extend_from_slice(env);
+        Coffer {
+            env: all,
+            ..Coffer::new(Path::new(url))
+        }
+    }
+
+    /// `coffer --vault <vault> <args>` with `COFFER_PASSWORD` and `env` set, `COFFER_VAULT` and
+    /// `COFFER_NEW_PASSWORD` removed from the inherited environment, and stdin from /dev/null (override with
+    /// `.stdin(..)` when a test feeds it).
     pub fn cmd(&self, args: &[&str]) -> Command {
         let mut c = Command::new(coffer_bin());
         c.arg("--vault").arg(&self.vault).args(args);
         c.env("COFFER_PASSWORD", &self.password)
             .env_remove("COFFER_VAULT")
             .env_remove("COFFER_NEW_PASSWORD")
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null());
         c
     }

@@ -141,3 +141,8 @@ impl Store for FlakyRef {
         self.0.describe()
     }
 }
+
+#[test]
+fn the_retrying_store_conforms() {
+    crate::store::conformance(&Retrying::new(MemoryStore::new(), QUICK));
+}

@@ -129,6 +129,20 @@ fn a_lock_removed_by_hand_is_noticed_before_committing() {
 }
 
 #[test]
+fn a_removed_lock_is_noticed_where_deleting_nothing_succeeds() {
+    let (store, _) = test_vault(1 << 20);
+    let vault = Vault::open(Arc::new(crate::store::faulty::LaxDelete(store)), b"pw").unwrap();
+    let g = vault.lock(LockKind::Shared, "backup", NO_WAIT).unwrap();
+    g.state.refresh().unwrap();
+    vault.unlock(true).unwrap();
+    assert!(
+        g.state.refresh().is_err(),
+        "the removal is seen before a new lock is written"
+    );
+    assert!(vault.locks().unwrap().is_empty(), "a lost lock is not written again");
+}
+
+#[test]
 fn a_holder_that_slept_past_its_refresh_counts_its_lock_as_lost() {
     let (_, vault) = test_vault(1 << 20);
     let g = vault.lock(LockKind::Shared, "backup", NO_WAIT).unwrap();
