@@ -178,6 +178,10 @@ impl<S: Store> Store for CachedStore<S> {
         self.inner.delete(name)
     }
 
+    fn parallel_writes(&self) -> usize {
+        self.inner.parallel_writes()
+    }
+
     fn describe(&self) -> String {
         self.inner.describe()
     }

@@ -150,6 +150,12 @@ pub trait Store: Send + Sync {
 
     /// A short description for messages, such as the directory path.
     fn describe(&self) -> String;
+
+    /// How many object creations are worth running at once: 1 for a local disk (one writer keeps it busy), more for
+    /// a remote store whose latency dominates each upload. Each parallel upload holds one pack in memory.
+    fn parallel_writes(&self) -> usize {
+        1
+    }
 }
 
 /// Checks an object name against the rules of the trait.

@@ -255,6 +255,9 @@ impl CloudStore {
     }
 }
 
+/// Packs uploaded at once: enough to hide a round trip per pack, few enough to bound memory (one 32 MiB pack each).
+const PARALLEL_UPLOADS: usize = 4;
+
 impl Store for CloudStore {
     /// Lists below the `/`-aligned part of `prefix` (object stores list by path segments) and keeps the names that
     /// start with all of it.
@@ -304,6 +307,10 @@ impl Store for CloudStore {
         check_name(name)?;
         let key = self.key(name)?;
         self.run(self.inner.delete(&key)).map_err(|e| store_error(name, e))
+    }
+
+    fn parallel_writes(&self) -> usize {
+        PARALLEL_UPLOADS
     }
 
     fn describe(&self) -> String {

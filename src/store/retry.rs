@@ -119,6 +119,10 @@ impl<S: Store> Store for Retrying<S> {
         })
     }
 
+    fn parallel_writes(&self) -> usize {
+        self.inner.parallel_writes()
+    }
+
     fn describe(&self) -> String {
         self.inner.describe()
     }
