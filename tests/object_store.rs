@@ -15,7 +15,16 @@ use std::path::Path;
 use std::process::Stdio;
 
 fn restore_identical(c: &Coffer, src: &Path, target: &Path) {
-    c.ok(&["restore", "latest", "--target", target.to_str().unwrap(), "--verify"]);
+    let path = src.to_str().unwrap();
+    c.ok(&[
+        "restore",
+        "latest",
+        "--path",
+        path,
+        "--target",
+        target.to_str().unwrap(),
+        "--verify",
+    ]);
     let copy = target.join(src.strip_prefix("/").unwrap());
     let diffs = compare_trees(src, &copy, &CompareOptions::default());
     assert!(diffs.is_empty(), "trees differ:\n{}", diffs.join("\n"));
@@ -48,12 +57,33 @@ fn vault_life(endpoint: &Endpoint, url: &str, vars: &[(String, String)]) {
     restore_identical(&c, &src, &tmp.path().join("r1"));
     c.ok(&["check", "--read-data"]);
 
+    // A stream point, read back; stats agree with the objects in the bucket.
+    let dump: Vec<u8> = (0..300_000u32).flat_map(|i| i.to_le_bytes()).collect();
+    std::fs::write(tmp.path().join("dump"), &dump).unwrap();
+    let cmd = format!("cat {}", tmp.path().join("dump").display());
+    let stream = json(&c.ok(&["backup", "--json", "--stdin-name", "db.sql", "--command", &cmd]));
+    let id = stream["id"].as_str().unwrap();
+    let out = c.cmd(&["cat", &format!("{id}:streams/db.sql")]).output().unwrap();
+    assert!(out.status.success() && out.stdout == dump, "the stream reads back");
+    let store = CloudStore::open_with(url, &endpoint.vars).unwrap();
+    let stats = json(&c.ok(&["stats", "--json"]));
+    let in_bucket: u64 = store.list("data/").unwrap().iter().map(|o| o.size).sum();
+    assert_eq!(stats["totals"]["stored_bytes"].as_u64().unwrap(), in_bucket, "{stats}");
+    // Soft delete and undelete on the bucket, then forget the stream point for good.
+    c.ok(&["forget", "--keep-last", "1", "--host", stream["host"].as_str().unwrap()]);
+    assert_eq!(
+        json(&c.ok(&["list", "--deleted", "--json"])).as_array().unwrap().len(),
+        1
+    );
+    c.ok(&["undelete", &first["id"].as_str().unwrap()[..12]]);
+    assert_eq!(json(&c.ok(&["list", "--json"])).as_array().unwrap().len(), 3);
+
     c.ok(&["vault", "set", "soft-delete=0d"]);
-    c.ok(&["forget", "--keep-last", "1"]);
+    c.ok(&["forget", "--keep-last", "1", "--path", s]);
     let pruned = json(&c.ok(&["prune", "--json"]));
     assert_eq!(pruned["points_purged"], 1, "{pruned}");
     assert!(pruned["bytes_freed"].as_u64().unwrap() > 0, "{pruned}");
-    let left = json(&c.ok(&["list", "--json"]));
+    let left = json(&c.ok(&["list", "--json", "--path", s]));
     assert_eq!(left.as_array().unwrap().len(), 1);
     assert_eq!(left[0]["id"], second["id"]);
     restore_identical(&c, &src, &tmp.path().join("r2"));
@@ -69,7 +99,6 @@ fn vault_life(endpoint: &Endpoint, url: &str, vars: &[(String, String)]) {
     std::fs::remove_dir_all(&cache).unwrap();
     restore_identical(&c, &src, &tmp.path().join("r3"));
 
-    let store = CloudStore::open_with(url, &endpoint.vars).unwrap();
     assert!(
         store.list("locks/").unwrap().is_empty(),
         "every command removed its lock"
@@ -78,12 +107,19 @@ fn vault_life(endpoint: &Endpoint, url: &str, vars: &[(String, String)]) {
         store.list("deleted/").unwrap().is_empty(),
         "the purged point's tombstone is gone"
     );
-    assert_eq!(store.list("points/").unwrap().len(), 1);
+    assert_eq!(
+        store.list("points/").unwrap().len(),
+        2,
+        "the files point and the stream point"
+    );
 
     // `mount --daemon` hands the URL (and the environment) to its child; the mounted point equals the source.
     if common::mounted::fuse_available() {
         let m = Mounted::new(&c, &tmp.path().join("mnt"), &[]);
-        let seen = m.dir.join("latest/files").join(src.strip_prefix("/").unwrap());
+        // The files point by its name (`latest` is the stream point): points/<UTC time>_<short id>.
+        let time = second["time"].as_str().unwrap()[..19].replace(':', "-");
+        let name = format!("points/{time}Z_{}", second["short_id"].as_str().unwrap());
+        let seen = m.dir.join(name).join("files").join(src.strip_prefix("/").unwrap());
         let opts = CompareOptions {
             sparse: false,
             ..CompareOptions::default()
@@ -109,7 +145,7 @@ fn s3_vault_backs_up_restores_and_prunes() {
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    assert_eq!(json(&String::from_utf8_lossy(&out.stdout)).as_array().unwrap().len(), 1);
+    assert_eq!(json(&String::from_utf8_lossy(&out.stdout)).as_array().unwrap().len(), 2);
 }
 
 #[test]
