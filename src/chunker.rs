@@ -157,15 +157,7 @@ mod tests {
     }
 
     fn data(len: usize, seed: u64) -> Vec<u8> {
-        let mut x = seed | 1;
-        (0..len)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                x as u8
-            })
-            .collect()
+        crate::util::noise(len, seed)
     }
 
     fn all_chunks(c: &Chunker, d: &[u8]) -> Vec<Vec<u8>> {

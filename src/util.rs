@@ -45,6 +45,20 @@ pub fn human_bytes(n: u64) -> String {
     }
 }
 
+/// `len` incompressible test bytes: xorshift64, a different sequence for every seed (0 included).
+#[cfg(test)]
+pub fn noise(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(2) | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

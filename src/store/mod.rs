@@ -158,6 +158,28 @@ pub trait Store: Send + Sync {
     }
 }
 
+/// A shared store is a store: wrappers can hold an `Arc` that others (a test counting faults) also hold.
+impl<S: Store + ?Sized> Store for Arc<S> {
+    fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>, StoreError> {
+        (**self).list(prefix)
+    }
+    fn read(&self, name: &str, range: Option<Range<u64>>) -> Result<Vec<u8>, StoreError> {
+        (**self).read(name, range)
+    }
+    fn create(&self, name: &str, data: &[u8]) -> Result<(), StoreError> {
+        (**self).create(name, data)
+    }
+    fn delete(&self, name: &str) -> Result<(), StoreError> {
+        (**self).delete(name)
+    }
+    fn describe(&self) -> String {
+        (**self).describe()
+    }
+    fn parallel_writes(&self) -> usize {
+        (**self).parallel_writes()
+    }
+}
+
 /// Checks an object name against the rules of the trait.
 pub fn check_name(name: &str) -> Result<(), StoreError> {
     let ok_char = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || "._-".contains(c);

@@ -370,17 +370,7 @@ mod tests {
     fn equal_blobs_are_stored_once_and_readable_after_finish() {
         let (store, vault) = crate::vault::test_vault(64 * 1024);
         let writer = BlobWriter::new(vault.clone(), 3);
-        let noise = |mut x: u64| {
-            (0..20_000)
-                .map(|_| {
-                    x ^= x << 13;
-                    x ^= x >> 7;
-                    x ^= x << 17;
-                    x as u8
-                })
-                .collect::<Vec<u8>>()
-        };
-        let blobs: Vec<Vec<u8>> = (1..=50u64).map(noise).collect();
+        let blobs: Vec<Vec<u8>> = (1..=50u64).map(|i| crate::util::noise(20_000, i)).collect();
         let mut new = 0;
         for round in 0..2 {
             for b in &blobs {
@@ -443,18 +433,8 @@ mod tests {
         });
         let vault = Arc::new(Vault::open(slow.clone(), b"pw").unwrap());
         let writer = BlobWriter::new(vault.clone(), 2);
-        let noise = |mut x: u64| -> Vec<u8> {
-            (0..30_000)
-                .map(|_| {
-                    x ^= x << 13;
-                    x ^= x >> 7;
-                    x ^= x << 17;
-                    x as u8
-                })
-                .collect()
-        };
         for i in 1..=60u64 {
-            let b = noise(i);
+            let b = crate::util::noise(30_000, i);
             writer.add(BlobKind::Data, vault.keys().chunk_id(&b).0, b);
         }
         let stats = writer.finish().unwrap();

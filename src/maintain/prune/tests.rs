@@ -19,16 +19,7 @@ fn backup(v: &Arc<Vault>, src: &Path) -> PointRecord {
     backup::run(v.clone(), &opts, &Progress::default()).unwrap()
 }
 
-fn noise(len: usize, mut x: u64) -> Vec<u8> {
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
-}
+use crate::util::noise;
 
 /// The content of `src/name` in `point`.
 fn read(v: &Arc<Vault>, point: &PointRecord, src: &Path, name: &str) -> Vec<u8> {

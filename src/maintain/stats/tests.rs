@@ -11,18 +11,9 @@ const A: usize = 600 << 10;
 const B: usize = 300 << 10;
 const C: usize = 200 << 10;
 
-/// `n` incompressible bytes (xorshift64, one sequence per seed).
+/// `n` incompressible bytes, one sequence per seed.
 fn random(seed: u64, n: usize) -> Vec<u8> {
-    let mut x = seed | 1;
-    let mut v = Vec::with_capacity(n + 8);
-    while v.len() < n {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        v.extend_from_slice(&x.to_le_bytes());
-    }
-    v.truncate(n);
-    v
+    crate::util::noise(n, seed)
 }
 
 fn back_up(v: &Arc<Vault>, src: &Path, host: &str) -> PointRecord {

@@ -25,15 +25,7 @@ fn setup(store: &MemoryStore) -> tempfile::TempDir {
     Vault::init(Arc::new(store.clone()), b"pw", &opts).unwrap();
     let dir = tempfile::tempdir().unwrap();
     for i in 0..FILES {
-        let mut x = i + 1;
-        let data: Vec<u8> = (0..(i * 1500 + 10))
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                x as u8
-            })
-            .collect();
+        let data = crate::util::noise((i * 1500 + 10) as usize, i + 1);
         std::fs::write(dir.path().join(format!("f{i}")), data).unwrap();
     }
     dir
@@ -77,7 +69,7 @@ fn backups_through_a_flaky_store_retry_and_finish() {
         let store = MemoryStore::new();
         let src = setup(&store);
         let flaky = Arc::new(Flaky::new(store.clone(), every));
-        let retrying = Retrying::new(FlakyRef(flaky.clone()), QUICK);
+        let retrying = Retrying::new(flaky.clone(), QUICK);
         backup_through(Arc::new(retrying), src.path()).unwrap();
         assert!(
             flaky.faults.load(SeqCst) >= 4,
@@ -119,27 +111,6 @@ fn a_create_that_landed_before_its_answer_was_lost_succeeds() {
         other.create("points/x", b"different"),
         Err(StoreError::AlreadyExists(_))
     ));
-}
-
-/// Shares one `Flaky` between the retrying wrapper and the test, to count its faults.
-struct FlakyRef(Arc<Flaky<MemoryStore>>);
-
-impl Store for FlakyRef {
-    fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>, StoreError> {
-        self.0.list(prefix)
-    }
-    fn read(&self, name: &str, range: Option<Range<u64>>) -> Result<Vec<u8>, StoreError> {
-        self.0.read(name, range)
-    }
-    fn create(&self, name: &str, data: &[u8]) -> Result<(), StoreError> {
-        self.0.create(name, data)
-    }
-    fn delete(&self, name: &str) -> Result<(), StoreError> {
-        self.0.delete(name)
-    }
-    fn describe(&self) -> String {
-        self.0.describe()
-    }
 }
 
 #[test]
